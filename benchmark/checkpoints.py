@@ -1,0 +1,236 @@
+"""Reading and writing AWSRN weights.
+
+Formats (recognised from the keys, never from the file name):
+
+* ``official``   the EDSR-style ``model_latest.pt`` of github.com/ChaofWang/AWSRN: a plain state dict with
+                 ``body.{i}.b{j}...`` keys; inputs on [0, 255] with the DIV2K mean shift.
+* ``super-image`` ``pytorch_model_{s}x.pt`` of eugenesiow/super-image (awsrnv2 layout, ``body.{i}.lfl.{j}...``,
+                 ``attention.ca/sa...``); inputs on [0, 1], mean shift only without BAM.
+* ``native``     safetensors with the :class:`AWSRNConfig` as JSON in its metadata and beside it
+                 (``<stem>.json``); keys are the official ones.
+
+Torch files are read with ``weights_only=True``: no pickled code is ever executed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .config import AWMS_KERNELS, AWSRNConfig
+
+NATIVE_FORMAT = "awsrn-bench/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message names file and keys."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    state_dict: dict[str, torch.Tensor]   # native (official) key names
+    config: AWSRNConfig                   # structure inferred from the tensors (+ input convention)
+    source_format: str
+    path: Path
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------- reading
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if path.suffix == ".safetensors" or (len(magic) == 8 and magic[:2] != b"PK" and magic[:1] != b"\x80"):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        except Exception as exc:
+            if path.suffix == ".safetensors":
+                raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint with weights_only=True ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]})") from exc
+    # unwrap the usual containers ({'state_dict': ...}, {'model': ...}, {'params': ...})
+    for key in ("state_dict", "model", "params", "params_ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
+    return dict(obj), {}
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in sd.items():
+        for prefix in ("module.", "_orig_mod.", "model."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def detect_format(keys, metadata: dict | None = None) -> str:
+    if metadata and metadata.get("format") == NATIVE_FORMAT:
+        return "native"
+    keys = list(keys)
+    if any(re.match(r"body\.\d+\.lfl\.\d+\.", k) for k in keys):
+        return "super-image"
+    if any(re.match(r"body\.\d+\.b\d+\.", k) for k in keys):
+        return "official"
+    sample = ", ".join(sorted(keys)[:4])
+    raise CheckpointError(
+        "not an AWSRN checkpoint: expected keys like 'body.0.b0.body.0.weight_v' (official) or "
+        f"'body.0.lfl.0.body.0.weight_v' (super-image); found e.g. {sample}")
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], source_format: str) -> dict[str, torch.Tensor]:
+    """Rename a source state dict to the native (official) key names."""
+    sd = _strip_prefixes(state_dict)
+    if source_format == "super-image":
+        sd = {re.sub(r"^body\.(\d+)\.lfl\.(\d+)\.", r"body.\1.b\2.", k): v for k, v in sd.items()}
+    return sd
+
+
+def infer_config(sd: dict[str, torch.Tensor], source_format: str, where: str = "checkpoint") -> AWSRNConfig:
+    """The structure (scale, #LFB, #AWRU, widths, AWMS kernels, BAM) a native state dict encodes."""
+    def need(key: str) -> torch.Tensor:
+        if key not in sd:
+            raise CheckpointError(f"{where}: missing key {key!r} needed to infer the model structure")
+        return sd[key]
+
+    out_skip = need("skip.0.weight_v").shape[0]
+    scale = int(round((out_skip / 3) ** 0.5))
+    if 3 * scale * scale != out_skip:
+        raise CheckpointError(f"{where}: skip.0.weight_v has {out_skip} output channels, not 3*s^2")
+    n_feats = need("head.0.weight_v").shape[0]
+    block_feats = need("body.0.b0.body.0.weight_v").shape[0]
+    n_lfb = len({int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))})
+    n_awru = len({int(m.group(1)) for k in sd if (m := re.match(r"body\.0\.b(\d+)\.", k))})
+    kernels = tuple(k for k in AWMS_KERNELS if f"tail.tail_k{k}.weight_v" in sd)
+    bam = "attention.ca.fc1.weight" in sd
+    reduction = n_feats // sd["attention.ca.fc1.weight"].shape[0] if bam else 8
+    if source_format == "official":
+        convention = dict(input_range=255.0, mean_shift=True)
+    else:  # super-image: [0, 1] inputs; its BAM path skips the mean shift, the plain path keeps it
+        convention = dict(input_range=1.0, mean_shift=not bam)
+    try:
+        return AWSRNConfig(scale=scale, n_lfb=n_lfb, n_awru=n_awru, n_feats=n_feats, block_feats=block_feats,
+                           awms_kernels=kernels, bam=bam, bam_reduction=reduction, **convention)
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: {exc}") from exc
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    tensors, meta = _read_tensors(path)
+    fmt = detect_format(tensors.keys(), meta)
+    if fmt == "native":
+        cfg_json = meta.get("config")
+        side = path.with_suffix(".json")
+        if cfg_json is None and side.is_file():
+            cfg_json = side.read_text()
+        if cfg_json is None:
+            raise CheckpointError(f"{path}: native checkpoint without a config (metadata or {side.name})")
+        try:
+            config = AWSRNConfig.from_dict(json.loads(cfg_json))
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: bad config: {exc}") from exc
+        return Checkpoint(tensors, config, fmt, path)
+    sd = checkpoint_filter_fn(tensors, fmt)
+    return Checkpoint(sd, infer_config(sd, fmt, str(path)), fmt, path)
+
+
+_STRUCTURE = ("scale", "n_lfb", "n_awru", "n_feats", "block_feats", "awms_kernels", "bam", "bam_reduction")
+
+
+def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
+    """Load ``path`` into ``model`` strictly. The model adopts the checkpoint's input convention
+    (range, mean shift), which is a property of the weights. Raises :class:`CheckpointError` naming the
+    file, the structural differences, and the missing / unexpected / mis-shaped keys."""
+    ck = read_checkpoint(path)
+    cfg = model.cfg
+    diffs = [f"{k}: checkpoint {getattr(ck.config, k)!r} vs model {getattr(cfg, k)!r}"
+             for k in _STRUCTURE if getattr(ck.config, k) != getattr(cfg, k)]
+    own = model.state_dict()
+    missing = sorted(set(own) - set(ck.state_dict))
+    unexpected = sorted(set(ck.state_dict) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(ck.state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(ck.state_dict)) if own[k].shape != ck.state_dict[k].shape]
+    if diffs or missing or unexpected or shapes:
+        lines = [f"{path} ({ck.source_format} format) does not fit this model"]
+        if diffs:
+            lines.append("  structure: " + "; ".join(diffs))
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", shapes)):
+            if items:
+                more = f" ... (+{len(items) - 8} more)" if len(items) > 8 else ""
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:8]) + more)
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict(ck.state_dict, strict=True)
+    model.cfg = dataclasses.replace(cfg, input_range=ck.config.input_range, mean_shift=ck.config.mean_shift)
+    model.weights_path = str(path)
+    return ck
+
+
+def model_from_checkpoint(path: str | Path) -> nn.Module:
+    """Build the model a checkpoint describes and load it."""
+    from .models import AWSRN
+    ck = read_checkpoint(path)
+    model = AWSRN(ck.config)
+    load_weights(model, path)
+    return model
+
+
+# --------------------------------------------------------------------------------------- writing
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_native(model: nn.Module, path: str | Path, extra_metadata: dict | None = None) -> Path:
+    """Write ``model`` as ``path`` (safetensors, config in its metadata) plus ``<stem>.json``; atomic."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: the native format is a .safetensors file")
+    cfg_json = json.dumps(model.cfg.to_dict(), sort_keys=True)
+    meta = {"format": NATIVE_FORMAT, "config": cfg_json, **(extra_metadata or {})}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    side = path.with_suffix(".json")
+    _atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(json.loads(cfg_json), indent=2) + "\n"))
+    return path
+
+
+def convert(src: str | Path, dst: str | Path) -> Checkpoint:
+    """Any readable checkpoint -> the native format."""
+    model = model_from_checkpoint(src)
+    save_native(model, dst, {"converted_from": Path(src).name, "source_sha256": file_sha256(src)})
+    return read_checkpoint(dst)

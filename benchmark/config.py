@@ -1,0 +1,67 @@
+"""Frozen configuration of one AWSRN network. A variant is a config plus a name; an ablation is
+``dataclasses.replace(cfg, ...)``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+SCALES = (2, 3, 4, 8)
+AWMS_KERNELS = (3, 5, 7, 9)
+
+
+@dataclass(frozen=True)
+class AWSRNConfig:
+    """Structure of an AWSRN network (official ``awsrn.py`` / ``awsrnd.py``).
+
+    ``input_range`` and ``mean_shift`` describe the input convention the *weights* were trained
+    with; ``forward`` always takes and returns RGB in [0, 1] and converts internally.
+    Official code: range 255 with the DIV2K mean shift. BAM repo / super-image BAM: range 1, no shift.
+    """
+
+    scale: int = 2
+    n_lfb: int = 4
+    n_awru: int = 4
+    n_feats: int = 32
+    block_feats: int = 128
+    awms_kernels: tuple[int, ...] = AWMS_KERNELS
+    bam: bool = False
+    bam_reduction: int = 8
+    input_range: float = 255.0
+    mean_shift: bool = True
+    rgb_mean: tuple[float, float, float] = field(default=DIV2K_RGB_MEAN)
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        kernels = tuple(self.awms_kernels)
+        if not kernels or any(k not in AWMS_KERNELS for k in kernels) or len(set(kernels)) != len(kernels):
+            raise ValueError(
+                f"awms_kernels must be a non-empty subset of {AWMS_KERNELS}, got {self.awms_kernels!r}")
+        # keep a canonical, sorted tuple so that equal configs compare equal
+        object.__setattr__(self, "awms_kernels", tuple(sorted(kernels)))
+        for key in ("n_lfb", "n_awru", "n_feats", "block_feats"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.bam and self.n_feats % self.bam_reduction:
+            raise ValueError(
+                f"BAM needs n_feats divisible by bam_reduction ({self.n_feats} % {self.bam_reduction} != 0)")
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+        d = asdict(self)
+        d["awms_kernels"] = list(self.awms_kernels)
+        d["rgb_mean"] = list(self.rgb_mean)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AWSRNConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown AWSRNConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        d = dict(d)
+        if "awms_kernels" in d:
+            d["awms_kernels"] = tuple(d["awms_kernels"])
+        if "rgb_mean" in d:
+            d["rgb_mean"] = tuple(d["rgb_mean"])
+        return cls(**d)

@@ -1,0 +1,170 @@
+"""Benchmark test sets: locating images, decoding them, and making (cached) LR inputs.
+
+Layouts under a data root (first match wins):
+  EDSR     <root>/benchmark/<Name>/HR/*        LR, when present: <Name>/LR_bicubic/X{s}/<stem>x{s}.png
+  BasicSR  <root>/<Name>/GTmod12/*             LR, when present: <Name>/LRbicx{s}/<stem>.png
+  plain    <root>/<Name>/HR/*
+The embedded set ``skimage`` needs no data root: five photographs shipped with scikit-image.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
+ALIASES = {"bsd100": "B100", "bsds100": "B100", "set5": "Set5", "set14": "Set14", "b100": "B100",
+           "urban100": "Urban100", "manga109": "Manga109", "skimage": "skimage"}
+SKIMAGE_IMAGES = ("astronaut", "camera", "chelsea", "coffee", "rocket")  # camera is grayscale
+IMAGE_EXTS = {".png", ".bmp", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm"}
+LR_CACHE_VERSION = "lr-v1"
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be decoded; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    dataset: str
+    name: str                      # file stem, e.g. 'baby'
+    hr_path: Path | None           # None for embedded skimage images
+    lr_paths: tuple[tuple[int, Path], ...] = ()   # provided LR files by scale
+
+    def provided_lr(self, scale: int) -> Path | None:
+        return dict(self.lr_paths).get(scale)
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    if key in ALIASES:
+        return ALIASES[key]
+    raise KeyError(f"unknown dataset {name!r}; expected one of {list(DATASETS) + ['skimage']}")
+
+
+def resolve_data_root(data_root: str | Path | None = None) -> Path | None:
+    """--data-root, else $AWSRN_DATA, else None (only the embedded ``skimage`` set is available)."""
+    root = data_root if data_root is not None else os.environ.get("AWSRN_DATA") or None
+    if root is None:
+        return None
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root {root} does not exist")
+    return root
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def list_images(dataset: str, data_root: str | Path | None = None) -> list[ImageRef]:
+    """The images of a test set, sorted by name."""
+    name = canonical_name(dataset)
+    if name == "skimage":
+        return [ImageRef("skimage", n, None) for n in SKIMAGE_IMAGES]
+    root = resolve_data_root(data_root)
+    if root is None:
+        raise FileNotFoundError(
+            f"dataset {name} needs a data root (--data-root or AWSRN_DATA); without one only 'skimage' is available")
+    candidates = [(root / "benchmark" / name / "HR", "edsr"), (root / name / "GTmod12", "basicsr"),
+                  (root / name / "HR", "edsr")]
+    for hr_dir, layout in candidates:
+        if hr_dir.is_dir():
+            break
+    else:
+        raise FileNotFoundError(f"dataset {name} not found under {root} (looked for "
+                                + ", ".join(str(c[0]) for c in candidates) + ")")
+    refs = []
+    for p in _images_in(hr_dir):
+        lrs = []
+        for s in (2, 3, 4, 8):
+            lr = (hr_dir.parent / "LR_bicubic" / f"X{s}" / f"{p.stem}x{s}.png" if layout == "edsr"
+                  else hr_dir.parent / f"LRbicx{s}" / f"{p.stem}.png")
+            if lr.is_file():
+                lrs.append((s, lr))
+        refs.append(ImageRef(name, p.stem, p, tuple(lrs)))
+    if not refs:
+        raise FileNotFoundError(f"dataset {name}: no images in {hr_dir}")
+    return refs
+
+
+def decode_image(path: Path | None, data: bytes | None = None) -> np.ndarray:
+    """uint8 array (H, W) for grayscale (mode L / I;16 / 1) or (H, W, 3) for colour images."""
+    try:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:
+            im.load()
+            if im.mode in ("L", "1", "I;16", "I", "F", "LA"):
+                arr = np.array(im.convert("L"))
+            else:
+                arr = np.array(im.convert("RGB"))
+    except Exception as exc:
+        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if arr.ndim not in (2, 3) or min(arr.shape[:2]) < 1:
+        raise ImageReadError(f"{path}: unexpected image shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+@dataclass
+class LoadedImage:
+    ref: ImageRef
+    hr: np.ndarray                 # uint8, modcropped; (H, W) gray or (H, W, 3)
+    content_key: str               # sha256 of the source bytes (the LR cache key)
+
+    @property
+    def is_gray(self) -> bool:
+        return self.hr.ndim == 2
+
+
+def load_hr(ref: ImageRef) -> tuple[np.ndarray, str]:
+    """Decoded HR (not cropped) and the sha256 of its source bytes."""
+    if ref.hr_path is None:
+        import skimage.data
+        arr = np.ascontiguousarray(getattr(skimage.data, ref.name)())
+        return arr, hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+    try:
+        data = ref.hr_path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{ref.hr_path}: cannot read file ({exc})") from exc
+    return decode_image(ref.hr_path, data), hashlib.sha256(data).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("AWSRN_CACHE", Path.home() / ".cache" / "awsrn-bench"))
+
+
+class LRCache:
+    """LR images on disk keyed by the HR content, the scale and the downscaling method, so a second run
+    reads the cache and an edited HR image is redone."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir() / "lr"
+
+    def path(self, content_key: str, scale: int, method: str) -> Path:
+        return self.root / method / f"{content_key[:24]}_x{scale}.png"
+
+    def get(self, content_key: str, scale: int, method: str) -> np.ndarray | None:
+        p = self.path(content_key, scale, method)
+        if not p.is_file():
+            return None
+        try:
+            return decode_image(p)
+        except ImageReadError:
+            return None            # a damaged cache entry is recomputed
+
+    def put(self, content_key: str, scale: int, method: str, lr: np.ndarray) -> None:
+        p = self.path(content_key, scale, method)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".png.tmp")
+        os.close(fd)
+        try:
+            Image.fromarray(lr).save(tmp, format="PNG", compress_level=1)
+            os.replace(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

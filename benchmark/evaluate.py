@@ -1,0 +1,167 @@
+"""The evaluation runner: model x scales x datasets under a protocol -> per-image rows and means.
+
+Data flows one way: image refs -> HR (+ cached LR) -> model -> protocol.grade -> results store.
+A bad image is reported by path and skipped; every completed image is in the store at once, so an
+interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoints import file_sha256, model_from_checkpoint
+from .data import ImageReadError, LRCache, LR_CACHE_VERSION, decode_image, list_images, load_hr
+from .imresize import modcrop
+from .inference import Runner
+from .protocols import Protocol, get_protocol
+from .results import ResultStore, environment
+
+ID_COLS = ["model", "weights_sha256", "scale", "dataset", "protocol", "self_ensemble", "deploy"]
+
+
+@dataclass
+class EvalResult:
+    images: pd.DataFrame                 # one row per image
+    summary: pd.DataFrame                # one row per (model, scale, dataset, ...): mean psnr/ssim
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    wall_s: float = 0.0
+
+
+def _to_chw(img: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def prepare_pair(ref, scale: int, protocol: Protocol, cache: LRCache) -> tuple[np.ndarray, np.ndarray]:
+    """Modcropped uint8 HR and its uint8 LR (provided file, cache, or computed and cached)."""
+    hr, key = load_hr(ref)
+    hr = modcrop(hr, scale)
+    if min(hr.shape[:2]) < scale:
+        raise ImageReadError(f"{ref.hr_path or ref.name}: image {hr.shape[:2]} too small for x{scale}")
+    provided = ref.provided_lr(scale) if protocol.lr_method == "matlab" else None
+    if provided is not None:
+        lr = decode_image(provided)
+        if lr.ndim == 3 and hr.ndim == 2:
+            lr = lr[..., 0]
+        if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+            raise ImageReadError(f"{provided}: LR {lr.shape[:2]} does not match HR {hr.shape[:2]} / {scale}")
+        return hr, lr
+    method = f"{protocol.lr_method}-{LR_CACHE_VERSION}"
+    lr = cache.get(key, scale, method)
+    if lr is None or lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+        lr = protocol.make_lr(hr, scale)
+        cache.put(key, scale, method, lr)
+    return hr, lr
+
+
+def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str, str]:
+    """(module, model name, weights id) for one scale."""
+    from .registry import create_model, get_variant
+    if isinstance(model, nn.Module):
+        name = getattr(model, "variant_name", type(model).__name__.lower())
+        wid = file_sha256(model.weights_path) if getattr(model, "weights_path", None) else "random-init"
+        m = model
+    else:
+        if model is None:
+            if weights is None:
+                raise ValueError("evaluate needs a model name or weights")
+            m, name = model_from_checkpoint(weights), "checkpoint"
+        else:
+            name = get_variant(model).name
+            m = create_model(model, scale=scale, weights=weights)
+        wid = file_sha256(weights) if weights else ("none" if name == "bicubic" else "random-init")
+    if getattr(m, "scale", scale) != scale:
+        raise ValueError(f"model {name} is x{m.scale} but x{scale} was asked for")
+    if deploy:
+        from .deploy import reparameterize
+        m = reparameterize(m)
+    return m, name, wid
+
+
+def _save_sr(sr: torch.Tensor, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (sr.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(arr).save(path)
+
+
+def summarize(images: pd.DataFrame) -> pd.DataFrame:
+    if images.empty:
+        return pd.DataFrame(columns=ID_COLS + ["psnr", "ssim", "n_images", "forward_s"])
+    g = images.groupby(ID_COLS, sort=False, dropna=False)
+    out = g.agg(psnr=("psnr", "mean"), ssim=("ssim", "mean"), n_images=("image", "size"),
+                forward_s=("forward_s", "sum")).reset_index()
+    return out
+
+
+def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, protocol: str | Protocol = "matlab",
+             weights: str | Path | None = None, self_ensemble: bool = False, data_root=None,
+             store: str | Path | ResultStore | None = None, device: str = "cpu", tile: int | None = None,
+             save_dir: str | Path | None = None, deploy: bool = False, cache_dir=None,
+             progress: bool = True) -> EvalResult:
+    """Evaluate a registry name (``'awsrn-s'``, ``'bicubic'``), a module, or a checkpoint (model=None).
+
+    Returns per-image rows and per-dataset means. With ``store``, rows already stored for the same
+    model, weights, scale, dataset, protocol and options are reused, and each new image is saved as
+    soon as it is graded.
+    """
+    t_start = time.perf_counter()
+    proto = get_protocol(protocol)
+    if isinstance(datasets, str):
+        datasets = [d for d in datasets.split(",") if d]
+    if scales is None:
+        scales = [model.scale] if isinstance(model, nn.Module) else [2]
+    if isinstance(store, (str, Path)):
+        store = ResultStore(store)
+    cache = LRCache(Path(cache_dir) / "lr" if cache_dir else None)
+    dev = torch.device(device)
+    env = environment(dev)
+    skipped: list[tuple[str, str]] = []
+    frames = []
+    for scale in scales:
+        net, name, wid = _model_for(model, scale, weights, deploy)
+        net = net.to(dev).eval()
+        runner = Runner(net, self_ensemble=self_ensemble, tile=tile)
+        for ds in datasets:
+            refs = list_images(ds, data_root)
+            ds_name = refs[0].dataset
+            key = {"model": name, "weights": wid[:12], "scale": scale, "dataset": ds_name,
+                   "protocol": proto.name, "se": int(self_ensemble), "deploy": int(deploy)}
+            done = store.read_run("eval", key) if store else pd.DataFrame()
+            rows = done.to_dict("records")
+            have = set(done["image"].astype(str)) if not done.empty else set()
+            todo = [r for r in refs if r.name not in have]
+            bar = tqdm(todo, desc=f"{name} x{scale} {ds_name}", disable=not progress or not todo, leave=False)
+            for ref in bar:
+                bar.set_postfix_str(ref.name)
+                try:
+                    hr, lr = prepare_pair(ref, scale, proto, cache)
+                    x = _to_chw(lr).to(dev)
+                    x = (x.expand(3, -1, -1) if x.shape[0] == 1 else x).unsqueeze(0).float() / 255.0
+                    sr, secs = runner(x)
+                    psnr, ssim = proto.grade(sr[0], _to_chw(hr).to(dev), scale)
+                except (ImageReadError, ValueError) as exc:
+                    skipped.append((str(ref.hr_path or ref.name), str(exc)))
+                    tqdm.write(f"skipped {ref.hr_path or ref.name}: {exc}")
+                    continue
+                if save_dir:
+                    _save_sr(sr[0], Path(save_dir) / name / ds_name / f"x{scale}" / f"{ref.name}.png")
+                rows.append({"model": name, "weights_sha256": wid, "scale": scale, "dataset": ds_name,
+                             "protocol": proto.name, "self_ensemble": bool(self_ensemble), "deploy": bool(deploy),
+                             "image": ref.name, "psnr": psnr, "ssim": ssim, "forward_s": secs,
+                             "hr_h": hr.shape[0], "hr_w": hr.shape[1], **env})
+                if store:
+                    store.write_run("eval", key, pd.DataFrame(rows), env)
+            frames.append(pd.DataFrame(rows))
+    images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not images.empty:
+        images["self_ensemble"] = images["self_ensemble"].astype(bool)
+        images["deploy"] = images["deploy"].astype(bool)
+    return EvalResult(images, summarize(images), skipped, time.perf_counter() - t_start)

@@ -1,0 +1,87 @@
+"""MATLAB-compatible ``imresize(img, factor, 'bicubic')``.
+
+No well-kept library reproduces MATLAB's kernel exactly: PIL, OpenCV, torch's ``interpolate`` and
+scikit-image use a = -0.75 or no antialiasing or other border rules. MATLAB uses the cubic kernel with
+a = -0.5, widens (antialiases) it by 1/factor when shrinking, mirrors the borders symmetrically and
+resizes one dimension at a time (height first when the factors are equal), rounding to uint8 after
+each pass when the input is uint8. Each pass here is one dense matrix product, so the resize is
+vectorised and runs wherever the tensor lives (CPU or GPU).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return ((1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1)
+            + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2)))
+
+
+@lru_cache(maxsize=256)
+def resize_matrix(in_len: int, out_len: int, factor: float, antialias: bool = True) -> np.ndarray:
+    """The (out_len, in_len) float64 matrix of MATLAB's ``contributions()`` for one dimension."""
+    width = 4.0
+    if factor < 1 and antialias:
+        kernel = lambda x: factor * _cubic(factor * x)  # noqa: E731
+        width = width / factor
+    else:
+        kernel = _cubic
+    x = np.arange(1, out_len + 1, dtype=np.float64)
+    u = x / factor + 0.5 * (1 - 1 / factor)
+    left = np.floor(u - width / 2)
+    taps = int(math.ceil(width)) + 2
+    idx = left[:, None] + np.arange(taps)[None, :]            # 1-based source indices
+    w = kernel(u[:, None] - idx)
+    w = w / w.sum(axis=1, keepdims=True)
+    # symmetric border: 1..n, n..1 repeated
+    aux = np.concatenate([np.arange(1, in_len + 1), np.arange(in_len, 0, -1)])
+    src = aux[np.mod(idx.astype(np.int64) - 1, len(aux))] - 1
+    mat = np.zeros((out_len, in_len), dtype=np.float64)
+    np.add.at(mat, (np.repeat(np.arange(out_len), taps), src.ravel()), w.ravel())
+    return mat
+
+
+def imresize(img: torch.Tensor, factor: float, out_hw: tuple[int, int] | None = None,
+             antialias: bool = True) -> torch.Tensor:
+    """Resize a (..., C, H, W) tensor like MATLAB's ``imresize(img, factor, 'bicubic')``.
+
+    A uint8 tensor is rounded and saturated to uint8 after each pass (as MATLAB's imresizemex does);
+    a floating tensor is returned in its own dtype without rounding.
+    """
+    if img.ndim < 2:
+        raise ValueError(f"imresize expects (..., H, W), got shape {tuple(img.shape)}")
+    h, w = img.shape[-2:]
+    oh, ow = out_hw if out_hw is not None else (math.ceil(h * factor), math.ceil(w * factor))
+    is_uint8 = img.dtype == torch.uint8
+    work = torch.float64 if img.device.type == "cpu" or is_uint8 else img.dtype
+    x = img.to(work)
+    mh = torch.from_numpy(resize_matrix(h, oh, float(factor), antialias)).to(x.device, work)
+    mw = torch.from_numpy(resize_matrix(w, ow, float(factor), antialias)).to(x.device, work)
+    x = torch.matmul(mh, x)                    # height first (MATLAB's order for equal factors)
+    if is_uint8:
+        x = x.round().clamp_(0, 255)
+    x = torch.matmul(x, mw.transpose(0, 1))
+    if is_uint8:
+        return x.round().clamp_(0, 255).to(torch.uint8)
+    return x.to(img.dtype)
+
+
+def modcrop(img: np.ndarray | torch.Tensor, scale: int):
+    """Crop the bottom/right so that H and W are multiples of ``scale`` (top-left kept)."""
+    h, w = img.shape[-2:] if isinstance(img, torch.Tensor) else img.shape[:2]
+    h, w = h - h % scale, w - w % scale
+    return img[..., :h, :w] if isinstance(img, torch.Tensor) else img[:h, :w]
+
+
+def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """LR = MATLAB ``imresize(HR, 1/scale, 'bicubic')`` of an already modcropped HR (any dtype)."""
+    h, w = hr.shape[-2:]
+    if h % scale or w % scale:
+        raise ValueError(f"HR size {h}x{w} is not a multiple of scale {scale}; modcrop it first")
+    return imresize(hr, 1.0 / scale, out_hw=(h // scale, w // scale))

@@ -1,0 +1,63 @@
+"""PSNR and SSIM as small pure tensor functions (float64, CPU or GPU).
+
+SSIM is Zhou Wang's reference ``ssim_index`` (2003): 11x11 Gaussian window, sigma 1.5, K = (0.01, 0.03),
+L = 255, 'valid' filtering, mean of the map. scikit-image's ``structural_similarity`` with
+``gaussian_weights=True, use_sample_covariance=False`` computes the same number on the CPU (the tests
+check this); it is written here as a separable convolution so that it runs on the GPU next to the model.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+BT601_Y = (65.481, 128.553, 24.966)       # MATLAB rgb2ycbcr, R,G,B in [0, 255]
+SUPER_IMAGE_Y = (64.738, 129.057, 25.064)  # super-image / BAM repo (64.738 is a typo of 65.738), /256
+
+
+def rgb_to_y(img: torch.Tensor, coeffs=BT601_Y, divisor: float = 255.0, offset: float = 16.0) -> torch.Tensor:
+    """(3, H, W) RGB on [0, 255] -> (H, W) Y = offset + (c . RGB) / divisor, float64, not rounded."""
+    c = torch.tensor(coeffs, dtype=torch.float64, device=img.device).view(3, 1, 1)
+    return offset + (img.to(torch.float64) * c).sum(0) / divisor
+
+
+def shave(img: torch.Tensor, border: int) -> torch.Tensor:
+    return img[..., border:img.shape[-2] - border, border:img.shape[-1] - border] if border else img
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> float:
+    """10 log10(peak^2 / MSE) over all elements, in float64; inf for identical inputs."""
+    if a.shape != b.shape:
+        raise ValueError(f"psnr: shapes differ {tuple(a.shape)} vs {tuple(b.shape)}")
+    mse = torch.mean((a.to(torch.float64) - b.to(torch.float64)) ** 2).item()
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+@lru_cache(maxsize=8)
+def _gauss_1d(size: int, sigma: float, device: str) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    return (g / g.sum()).to(device)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0, win: int = 11, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> float:
+    """Mean SSIM of two (H, W) images (or (C, H, W): the mean over channels)."""
+    if a.shape != b.shape:
+        raise ValueError(f"ssim: shapes differ {tuple(a.shape)} vs {tuple(b.shape)}")
+    if min(a.shape[-2:]) < win:
+        raise ValueError(f"ssim: image {tuple(a.shape[-2:])} is smaller than the {win}x{win} window")
+    x = a.to(torch.float64).reshape(-1, 1, *a.shape[-2:])
+    y = b.to(torch.float64).reshape(-1, 1, *b.shape[-2:])
+    g = _gauss_1d(win, sigma, str(a.device))
+    gh, gw = g.view(1, 1, win, 1), g.view(1, 1, 1, win)
+    stack = torch.cat([x, y, x * x, y * y, x * y], dim=0)
+    f = F.conv2d(F.conv2d(stack, gh), gw)               # 'valid' separable Gaussian filtering
+    n = x.shape[0]
+    mu1, mu2, e11, e22, e12 = f[:n], f[n:2 * n], f[2 * n:3 * n], f[3 * n:4 * n], f[4 * n:]
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s11, s22, s12 = e11 - mu1 * mu1, e22 - mu2 * mu2, e12 - mu1 * mu2
+    smap = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s11 + s22 + c2))
+    return smap.mean(dim=(1, 2, 3)).mean().item()

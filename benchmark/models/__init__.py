@@ -1,0 +1,6 @@
+from .awsrn import AWMS, AWRU, AWSRN, LFB
+from .bam import BalancedAttention
+from .bicubic import Bicubic
+from .layers import Scale, WNConv2d
+
+__all__ = ["AWSRN", "AWRU", "LFB", "AWMS", "BalancedAttention", "Bicubic", "Scale", "WNConv2d"]

@@ -1,0 +1,127 @@
+"""AWSRN: Lightweight Image Super-Resolution with Adaptive Weighted Learning Network.
+
+Wang, Li, Shi 2019, arXiv 1904.02358; official code github.com/ChaofWang/AWSRN (``awsrn.py``,
+``awsrnd.py``). Module and parameter names reproduce the official state-dict keys
+(``head.0``, ``body.{i}.b{j}.body.{0,2}``, ``body.{i}.reduction``, ``tail.tail_k{k}``,
+``tail.scale_k{k}.scale``, ``skip.0``) so official checkpoints load without renaming.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import AWSRNConfig
+from .bam import BalancedAttention
+from .layers import Scale, WNConv2d
+
+__all__ = ["AWRU", "LFB", "AWMS", "AWSRN"]
+
+
+class AWRU(nn.Module):
+    """Adaptive weighted residual unit: res_scale * body(x) + x_scale * x (both scalars init 1)."""
+
+    def __init__(self, n_feats: int, block_feats: int):
+        super().__init__()
+        self.res_scale = Scale(1.0)
+        self.x_scale = Scale(1.0)
+        self.body = nn.Sequential(
+            WNConv2d(n_feats, block_feats, 3), nn.ReLU(inplace=True), WNConv2d(block_feats, n_feats, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_scale(self.body(x)) + self.x_scale(x)
+
+
+class LFB(nn.Module):
+    """Local fusion block: a chain of AWRUs whose outputs are concatenated and fused by a 3x3 conv
+    (the LRFU), plus the block's own two adaptive scalars."""
+
+    def __init__(self, n_feats: int, block_feats: int, n_awru: int):
+        super().__init__()
+        self.n_awru = n_awru
+        for j in range(n_awru):  # attributes b0, b1, ... as in the official code
+            self.add_module(f"b{j}", AWRU(n_feats, block_feats))
+        self.reduction = WNConv2d(n_feats * n_awru, n_feats, 3)
+        self.res_scale = Scale(1.0)
+        self.x_scale = Scale(1.0)
+
+    def units(self) -> list[AWRU]:
+        return [getattr(self, f"b{j}") for j in range(self.n_awru)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs, h = [], x
+        for unit in self.units():
+            h = unit(h)
+            outs.append(h)
+        return self.res_scale(self.reduction(torch.cat(outs, dim=1))) + self.x_scale(x)
+
+
+class AWMS(nn.Module):
+    """Adaptive weighted multi-scale reconstruction: sum_k PixelShuffle(lambda_k * conv_k(x)).
+
+    ``kernels`` is any non-empty subset of (3, 5, 7, 9): a subset is a pruned AWMS.
+    """
+
+    def __init__(self, n_feats: int, scale: int, kernels: tuple[int, ...], n_colors: int = 3):
+        super().__init__()
+        self.kernels = tuple(kernels)
+        out_feats = scale * scale * n_colors
+        for k in self.kernels:
+            self.add_module(f"tail_k{k}", WNConv2d(n_feats, out_feats, k))
+            self.add_module(f"scale_k{k}", Scale(0.25))
+        self.pixelshuffle = nn.PixelShuffle(scale)
+
+    def branch(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Output of one branch (after lambda and PixelShuffle)."""
+        return self.pixelshuffle(getattr(self, f"scale_k{k}")(getattr(self, f"tail_k{k}")(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for k in self.kernels:
+            y = self.branch(k, x)
+            out = y if out is None else out + y
+        return out
+
+
+class AWSRN(nn.Module):
+    """AWSRN and its variants (S, SD, M, L, BAM, pruned AWMS), built from an :class:`AWSRNConfig`.
+
+    ``forward`` takes RGB in [0, 1] of shape (N, 3, h, w) and returns (N, 3, s*h, s*w) in [0, 1]
+    (not clamped); the input convention the weights expect is handled inside.
+    """
+
+    def __init__(self, cfg: AWSRNConfig):
+        super().__init__()
+        self.cfg = cfg
+        s, nf = cfg.scale, cfg.n_feats
+        self.register_buffer("rgb_mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.head = nn.Sequential(WNConv2d(3, nf, 3))
+        self.body = nn.Sequential(*[LFB(nf, cfg.block_feats, cfg.n_awru) for _ in range(cfg.n_lfb)])
+        # BAM on n_feats channels (the BAM repo uses block_feats // 4, which equals n_feats for S/M/L;
+        # for SD it would not fit, so the channel count follows n_feats).
+        self.attention = BalancedAttention(nf, cfg.bam_reduction) if cfg.bam else None
+        self.tail = AWMS(nf, s, cfg.awms_kernels)
+        self.skip = nn.Sequential(WNConv2d(3, 3 * s * s, 3), nn.PixelShuffle(s))
+
+    @property
+    def scale(self) -> int:
+        return self.cfg.scale
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.cfg.input_range
+        if self.cfg.mean_shift:
+            x = (x - self.rgb_mean * 255.0) / 127.5
+        return x
+
+    def _denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        if self.cfg.mean_shift:
+            y = y * 127.5 + self.rgb_mean * 255.0
+        return y / self.cfg.input_range
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised input -> the features the AWMS tail receives."""
+        h = self.body(self.head(x))
+        return self.attention(h) if self.attention is not None else h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._normalize(x)
+        return self._denormalize(self.tail(self.features(x)) + self.skip(x))

@@ -1,0 +1,42 @@
+"""The AWSRN paper's results table (arXiv 1904.02358, Table "Quantitative results"), as data.
+
+The CSV in ``benchmark/reference/`` is a copy of ../shared/reference/awsrn_paper_table.csv,
+including its ``note`` column (the AWSRN-SD x3 Set14 typo).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import pandas as pd
+
+DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
+
+
+@lru_cache(maxsize=1)
+def paper_table() -> pd.DataFrame:
+    """Wide table: one row per (method, scale) with params_k, multi_adds_g and PSNR/SSIM columns."""
+    with resources.files("benchmark.reference").joinpath("awsrn_paper_table.csv").open() as fh:
+        df = pd.read_csv(fh)
+    df["note"] = df["note"].fillna("")
+    return df
+
+
+def paper_metrics_long() -> pd.DataFrame:
+    """Tidy table: method, scale, dataset, psnr, ssim (rows without a value dropped)."""
+    df = paper_table()
+    rows = []
+    for ds in DATASETS:
+        p, s = f"{ds.lower()}_psnr", f"{ds.lower()}_ssim"
+        part = df[["method", "scale", p, s, "note"]].rename(columns={p: "psnr", s: "ssim"})
+        part.insert(2, "dataset", ds)
+        rows.append(part)
+    out = pd.concat(rows, ignore_index=True)
+    return out.dropna(subset=["psnr"]).reset_index(drop=True)
+
+
+def paper_row(method: str, scale: int) -> dict | None:
+    """The paper's row for ``method`` (e.g. 'AWSRN-S') at ``scale``, or None when not reported."""
+    df = paper_table()
+    hit = df[(df["method"] == method) & (df["scale"] == scale)]
+    return None if hit.empty else hit.iloc[0].to_dict()

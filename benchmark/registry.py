@@ -1,0 +1,142 @@
+"""The variant registry: a name -> a frozen config (per scale) plus the paper's reference numbers.
+
+Patterned on timm (``register``, ``list_variants('awsrn*')`` with shell wildcards,
+``create_model(name, **overrides)``), but registering a name twice raises.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .config import AWMS_KERNELS, AWSRNConfig
+from .paper import paper_row
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    config: AWSRNConfig | None          # None for the bicubic baseline
+    paper_name: str | None              # the method's name in the paper table, if it is there
+    description: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.config is None
+
+    def config_for(self, scale: int, **overrides) -> AWSRNConfig:
+        if self.config is None:
+            raise ValueError(f"{self.name!r} is a baseline without an AWSRN config")
+        return dataclasses.replace(self.config, scale=scale, **overrides)
+
+    def paper(self, scale: int) -> dict | None:
+        """The paper's row (params_k, multi_adds_g, PSNR/SSIM per dataset) at ``scale``, if reported."""
+        return paper_row(self.paper_name, scale) if self.paper_name else None
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._variants: dict[str, Variant] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, variant: Variant) -> Variant:
+        for key in (variant.name, *variant.aliases):
+            if key in self._variants or key in self._aliases:
+                raise KeyError(f"variant name {key!r} is already registered")
+        self._variants[variant.name] = variant
+        for alias in variant.aliases:
+            self._aliases[alias] = variant.name
+        return variant
+
+    def get(self, name: str) -> Variant:
+        key = self._aliases.get(name, name)
+        if key not in self._variants:
+            close = fnmatch.filter(self._variants, f"*{name}*")[:5]
+            hint = f"; did you mean {close}?" if close else ""
+            raise KeyError(f"unknown model {name!r}{hint} (see `awsrn-bench list`)")
+        return self._variants[key]
+
+    def list(self, pattern: str = "*") -> list[str]:
+        names = [n for n in self._variants if fnmatch.fnmatchcase(n, pattern)]
+        names += [a for a in self._aliases if fnmatch.fnmatchcase(a, pattern)]
+        return sorted(set(names), key=_natural_key)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._variants or name in self._aliases
+
+
+def _natural_key(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+REGISTRY = Registry()
+register = REGISTRY.register
+
+# The four released variants (paper_notes.md section 6.1).
+_BASES = {
+    "awsrn-s": (AWSRNConfig(n_lfb=1, n_awru=4, n_feats=32, block_feats=128), "AWSRN-S", "1 LFB x 4 AWRU, 32 feats"),
+    "awsrn-sd": (AWSRNConfig(n_lfb=1, n_awru=8, n_feats=16, block_feats=128), "AWSRN-SD", "1 LFB x 8 AWRU, 16 feats"),
+    "awsrn-m": (AWSRNConfig(n_lfb=3, n_awru=4, n_feats=32, block_feats=128), "AWSRN-M", "3 LFB x 4 AWRU, 32 feats"),
+    "awsrn-l": (AWSRNConfig(n_lfb=4, n_awru=4, n_feats=32, block_feats=128), "AWSRN", "4 LFB x 4 AWRU, 32 feats (the paper's AWSRN)"),
+}
+
+
+def _subsets(kernels=AWMS_KERNELS):
+    from itertools import combinations
+    for r in range(1, len(kernels)):
+        yield from combinations(kernels, r)
+
+
+def _register_defaults() -> None:
+    register(Variant("bicubic", None, None, "MATLAB bicubic upscaling (baseline, no weights)"))
+    for name, (cfg, paper_name, desc) in _BASES.items():
+        aliases = ("awsrn",) if name == "awsrn-l" else ()
+        register(Variant(name, cfg, paper_name, desc, aliases))
+        # BAM as in the BAM repo / super-image: after the body, inputs in [0, 1], no mean shift.
+        register(Variant(f"{name}-bam", dataclasses.replace(cfg, bam=True, input_range=1.0, mean_shift=False),
+                         None, desc + " + balanced attention (BAM)"))
+        for sub in _subsets():
+            tag = "".join(str(k) for k in sub)
+            register(Variant(f"{name}-awms{tag}", dataclasses.replace(cfg, awms_kernels=sub), None,
+                             desc + f", AWMS pruned to kernels {sub}"))
+
+
+_register_defaults()
+
+
+def list_variants(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style wildcard, in natural order."""
+    return REGISTRY.list(pattern)
+
+
+def get_variant(name: str) -> Variant:
+    return REGISTRY.get(name)
+
+
+def create_model(name: str, scale: int = 2, weights: str | Path | None = None, **overrides) -> nn.Module:
+    """Build a registered model at ``scale``; ``weights`` loads any readable checkpoint strictly.
+
+    ``overrides`` replace fields of the variant's :class:`AWSRNConfig` (None values are ignored, so
+    CLI defaults never override a variant's own settings).
+    """
+    from .models import AWSRN, Bicubic
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    variant = REGISTRY.get(name)
+    if variant.is_baseline:
+        if weights is not None:
+            raise ValueError(f"{name!r} takes no weights (got {weights})")
+        if overrides:
+            raise ValueError(f"{name!r} takes no config overrides (got {sorted(overrides)})")
+        return Bicubic(scale)
+    model = AWSRN(variant.config_for(scale, **overrides))
+    if weights is not None:
+        from .checkpoints import load_weights
+        load_weights(model, weights)
+    model.variant_name = variant.name
+    return model

@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The benchmark data root (AWSRN_DATA); tests that need it skip with the reason when it is unset."""
+    root = os.environ.get("AWSRN_DATA")
+    if not root:
+        pytest.skip("AWSRN_DATA is not set: no benchmark data root (CI sets it to ../shared/data)")
+    path = Path(root)
+    if not (path / "benchmark").is_dir():
+        pytest.skip(f"AWSRN_DATA={root} has no benchmark/ folder")
+    return path

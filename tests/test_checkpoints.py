@@ -1,0 +1,148 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from benchmark import create_model
+from benchmark.checkpoints import (CheckpointError, convert, load_weights, model_from_checkpoint, read_checkpoint,
+                                   save_native)
+from benchmark.cli import main
+from tests.reference_awsrn import Net, randomize
+
+
+def _save(sd, path):
+    torch.save(sd, path)
+    return path
+
+
+@pytest.mark.parametrize("variant,scale,n_lfb,n_awru,nf", [
+    ("awsrn-s", 2, 1, 4, 32),      # awsrn.py
+    ("awsrn-sd", 3, 1, 8, 16),     # awsrnd.py: b0..b7
+    ("awsrn-m", 4, 3, 4, 32),
+])
+def test_official_checkpoint_reproduces_official_forward(tmp_path, variant, scale, n_lfb, n_awru, nf):
+    ref = randomize(Net(scale, n_lfb, n_awru, nf, flavour="official")).eval()
+    path = _save(ref.state_dict(), tmp_path / "model_latest.pt")
+    ours = create_model(variant, scale=scale, weights=path).eval()
+    assert read_checkpoint(path).source_format == "official"
+    x = torch.rand(1, 3, 11, 13)
+    with torch.no_grad():
+        expected = ref(x * 255)                    # the official code works on [0, 255]
+        got = ours(x) * 255
+    assert torch.allclose(got, expected, atol=2e-3, rtol=0), (got - expected).abs().max()
+
+
+def test_super_image_bam_checkpoint_reproduces_its_forward(tmp_path):
+    ref = randomize(Net(2, 2, 4, 32, flavour="super-image", bam=True), seed=3).eval()
+    path = _save(ref.state_dict(), tmp_path / "pytorch_model_2x.pt")
+    assert any(k.startswith("body.0.lfl.0.") for k in ref.state_dict())
+    assert "attention.ca.fc1.weight" in ref.state_dict()
+    ours = model_from_checkpoint(path).eval()
+    assert ours.cfg.bam and ours.cfg.n_lfb == 2 and not ours.cfg.mean_shift and ours.cfg.input_range == 1.0
+    x = torch.rand(2, 3, 9, 10)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x), atol=1e-5, rtol=0)
+    # the registry's BAM variant takes it too (structure S-like with 2 LFBs via override)
+    m = create_model("awsrn-s-bam", scale=2, n_lfb=2, weights=path).eval()
+    with torch.no_grad():
+        assert torch.allclose(m(x), ref(x), atol=1e-5, rtol=0)
+
+
+def test_super_image_plain_checkpoint_keeps_its_odd_normalisation(tmp_path):
+    ref = randomize(Net(3, 1, 4, 32, flavour="super-image", bam=False), seed=5).eval()
+    path = _save(ref.state_dict(), tmp_path / "pytorch_model_3x.pt")
+    ours = create_model("awsrn-s", scale=3, weights=path).eval()
+    assert ours.cfg.input_range == 1.0 and ours.cfg.mean_shift
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x), atol=1e-3, rtol=1e-5)
+
+
+def test_swapped_scalars_would_fail(tmp_path):
+    """The mapping keeps every scalar in place: swapping two of them changes the output."""
+    ref = randomize(Net(2, 1, 4, 32), seed=7).eval()
+    sd = ref.state_dict()
+    sd["body.0.b0.res_scale.scale"], sd["body.0.b0.x_scale.scale"] = sd["body.0.b0.x_scale.scale"], sd["body.0.b0.res_scale.scale"]
+    ours = create_model("awsrn-s", scale=2, weights=_save(sd, tmp_path / "m.pt")).eval()
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert not torch.allclose(ours(x) * 255, ref(x * 255), atol=1e-2)
+
+
+def test_native_round_trip_and_convert(tmp_path):
+    ref = randomize(Net(4, 1, 8, 16), seed=1).eval()
+    src = _save(ref.state_dict(), tmp_path / "model_latest.pt")
+    dst = tmp_path / "sd_x4.safetensors"
+    assert main(["convert", str(src), str(dst)]) == 0
+    assert json.loads(dst.with_suffix(".json").read_text())["n_awru"] == 8
+    ck = read_checkpoint(dst)
+    assert ck.source_format == "native" and ck.config.scale == 4 and ck.config.n_feats == 16
+    a, b = model_from_checkpoint(src).eval(), model_from_checkpoint(dst).eval()
+    x = torch.rand(1, 3, 6, 7)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    # saving again from the loaded model gives the same tensors
+    save_native(b, tmp_path / "again.safetensors")
+    again = read_checkpoint(tmp_path / "again.safetensors")
+    assert all(torch.equal(again.state_dict[k], ck.state_dict[k]) for k in ck.state_dict)
+
+
+def test_wrong_scale_names_structure_and_shapes(tmp_path):
+    path = _save(Net(4, 1, 4, 32).state_dict(), tmp_path / "x4.pt")
+    with pytest.raises(CheckpointError) as err:
+        create_model("awsrn-s", scale=2, weights=path)
+    msg = str(err.value)
+    assert "x4.pt" in msg and "scale: checkpoint 4 vs model 2" in msg
+    assert "skip.0.weight_v: checkpoint (48, 3, 3, 3) vs model (12, 3, 3, 3)" in msg
+
+
+def test_wrong_variant_names_missing_keys(tmp_path):
+    path = _save(Net(2, 1, 4, 32).state_dict(), tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match=r"n_lfb: checkpoint 1 vs model 4") as err:
+        create_model("awsrn-l", scale=2, weights=path)
+    assert "missing keys (" in str(err.value) and "body.1.b0.body.0.weight_g" in str(err.value)
+
+
+def test_unexpected_and_missing_keys_named(tmp_path):
+    sd = Net(2, 1, 4, 32).state_dict()
+    sd["extra.weight"] = torch.zeros(1)
+    del sd["tail.scale_k7.scale"]
+    with pytest.raises(CheckpointError) as err:
+        create_model("awsrn-s", scale=2, weights=_save(sd, tmp_path / "odd.pt"))
+    msg = str(err.value)
+    assert "unexpected keys (1): extra.weight" in msg and "tail.scale_k7.scale" in msg
+
+
+def test_not_an_awsrn_checkpoint(tmp_path):
+    path = _save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an AWSRN checkpoint"):
+        read_checkpoint(path)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        read_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        read_checkpoint(tmp_path / "absent.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_pickled_code_is_never_executed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open("evil.pt", "wb") as fh:
+        pickle.dump({"state_dict": _Evil()}, fh)
+    torch.save({"payload": _Evil()}, "evil2.pt")
+    for name in ("evil.pt", "evil2.pt"):
+        with pytest.raises(CheckpointError, match="weights_only=True"):
+            read_checkpoint(name)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_load_weights_records_path(tmp_path):
+    path = _save(Net(2, 1, 4, 32).state_dict(), tmp_path / "m.pt")
+    m = create_model("awsrn-s", scale=2)
+    ck = load_weights(m, path)
+    assert m.weights_path == str(path) and ck.config.n_awru == 4

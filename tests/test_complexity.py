@@ -1,0 +1,65 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from benchmark import create_model
+from benchmark.complexity import breakdown, complexity_table, count_params, model_complexity
+
+# The paper's 13 (variant, scale) Multi-Adds cells, in G, for a 1280x720 HR output.
+PAPER_MULTI_ADDS = {
+    ("awsrn-s", 2): 91.2, ("awsrn-s", 3): 48.6, ("awsrn-s", 4): 33.7,
+    ("awsrn-sd", 2): 79.6, ("awsrn-sd", 3): 39.5, ("awsrn-sd", 4): 25.4,
+    ("awsrn-m", 2): 244.1, ("awsrn-m", 3): 116.6, ("awsrn-m", 4): 72.0,
+    ("awsrn-l", 2): 320.5, ("awsrn-l", 3): 150.6, ("awsrn-l", 4): 91.1, ("awsrn-l", 8): 33.7,
+}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return complexity_table()
+
+
+@pytest.mark.parametrize("key", sorted(PAPER_MULTI_ADDS))
+def test_multi_adds_match_paper(table, key):
+    row = table[(table.variant == key[0]) & (table.scale == key[1])].iloc[0]
+    assert round(row.multi_adds_g, 1) == PAPER_MULTI_ADDS[key]
+    assert row.multi_adds_g_diff == 0 and row.params_k_diff == 0
+
+
+def test_exact_macs_s_x2(table):
+    # per LR pixel: head 864 + LFB 331,776 + AWMS (9+25+49+81)*32*12 + skip 324 = 395,940 MACs
+    row = table[(table.variant == "awsrn-s") & (table.scale == 2)].iloc[0]
+    assert row.multi_adds_g * 1e9 == pytest.approx(395_940 * 1280 * 720 / 4, rel=1e-12)
+    assert row.multi_adds_ntire_g * 1e9 == pytest.approx(395_940 * 256 * 256, rel=1e-12)
+
+
+def test_breakdown_sums_to_total():
+    m = create_model("awsrn-m-bam", scale=3)
+    bd = breakdown(m, 3)
+    assert list(bd.module) == ["head", "body.0", "body.1", "body.2", "attention",
+                               "tail.tail_k3", "tail.tail_k5", "tail.tail_k7", "tail.tail_k9", "skip"]
+    assert bd.params.sum() == count_params(m)
+    assert bd.multi_adds_g.sum() == pytest.approx(model_complexity(m, 3)["multi_adds_g"], rel=1e-9)
+    # AWMS 9x9 branch at x3, n_feats 32: 81*32*27 MACs per LR pixel on 1280*720/9 pixels -> 7.2G
+    assert bd.set_index("module").loc["tail.tail_k9", "multi_adds_g"] == pytest.approx(81 * 32 * 27 * 102_400 / 1e9)
+
+
+def test_cli_complexity_csv_all_paper_rows_zero_diff():
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "complexity", "--format", "csv"],
+                         capture_output=True, text=True, check=True).stdout
+    from io import StringIO
+    df = pd.read_csv(StringIO(out))
+    assert {"variant", "scale", "params", "multi_adds_g"} <= set(df.columns)
+    with_paper = df.dropna(subset=["paper_multi_adds_g"])
+    assert len(with_paper) == 13
+    assert (with_paper.multi_adds_g_diff == 0).all() and (with_paper.params_k_diff == 0).all()
+
+
+def test_cli_complexity_formats(tmp_path):
+    from benchmark.cli import main
+    out = tmp_path / "c.tex"
+    assert main(["complexity", "awsrn-s", "--scales", "2", "--format", "latex", "--out", str(out)]) == 0
+    assert "\\begin{tabular}" in out.read_text() and "397482" in out.read_text()
+    assert main(["complexity", "nothing-*"]) == 2
