@@ -4,8 +4,8 @@ No well-kept library reproduces MATLAB's kernel exactly: PIL, OpenCV, torch's ``
 scikit-image use a = -0.75 or no antialiasing or other border rules. MATLAB uses the cubic kernel with
 a = -0.5, widens (antialiases) it by 1/factor when shrinking, mirrors the borders symmetrically and
 resizes one dimension at a time (height first when the factors are equal), rounding to uint8 after
-each pass when the input is uint8. Each pass here is one dense matrix product, so the resize is
-vectorised and runs wherever the tensor lives (CPU or GPU).
+each pass when the input is uint8. Each pass here is a gather plus a weighted sum over the kernel taps,
+so the resize is vectorised and runs wherever the tensor lives (CPU or GPU).
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def resize_matrix(in_len: int, out_len: int, factor: float, antialias: bool = True) -> np.ndarray:
-    """The (out_len, in_len) float64 matrix of MATLAB's ``contributions()`` for one dimension."""
+def contributions(in_len: int, out_len: int, factor: float, antialias: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB's ``contributions()``: per output pixel, the 0-based source indices (symmetric border)
+    and their weights, both (out_len, taps); all-zero tap columns are dropped as MATLAB does."""
     width = 4.0
     if factor < 1 and antialias:
         kernel = lambda x: factor * _cubic(factor * x)  # noqa: E731
@@ -39,12 +40,22 @@ def resize_matrix(in_len: int, out_len: int, factor: float, antialias: bool = Tr
     idx = left[:, None] + np.arange(taps)[None, :]            # 1-based source indices
     w = kernel(u[:, None] - idx)
     w = w / w.sum(axis=1, keepdims=True)
-    # symmetric border: 1..n, n..1 repeated
     aux = np.concatenate([np.arange(1, in_len + 1), np.arange(in_len, 0, -1)])
     src = aux[np.mod(idx.astype(np.int64) - 1, len(aux))] - 1
-    mat = np.zeros((out_len, in_len), dtype=np.float64)
-    np.add.at(mat, (np.repeat(np.arange(out_len), taps), src.ravel()), w.ravel())
-    return mat
+    keep = np.any(w != 0, axis=0)
+    return src[:, keep], w[:, keep]
+
+
+def _resize_last(x: torch.Tensor, src: np.ndarray, w: np.ndarray) -> torch.Tensor:
+    """Resize the last dimension: out[..., i] = sum_t w[i, t] * x[..., src[i, t]] (a gather and a
+    weighted sum over the few taps, so the cost is O(out * taps), not a dense matrix product)."""
+    idx = torch.from_numpy(src).to(x.device)
+    wt = torch.from_numpy(w).to(x.device, x.dtype)
+    out = None
+    for t in range(idx.shape[1]):
+        term = x.index_select(-1, idx[:, t]) * wt[:, t]
+        out = term if out is None else out.add_(term)
+    return out
 
 
 def imresize(img: torch.Tensor, factor: float, out_hw: tuple[int, int] | None = None,
@@ -59,14 +70,12 @@ def imresize(img: torch.Tensor, factor: float, out_hw: tuple[int, int] | None = 
     h, w = img.shape[-2:]
     oh, ow = out_hw if out_hw is not None else (math.ceil(h * factor), math.ceil(w * factor))
     is_uint8 = img.dtype == torch.uint8
-    work = torch.float64 if img.device.type == "cpu" or is_uint8 else img.dtype
-    x = img.to(work)
-    mh = torch.from_numpy(resize_matrix(h, oh, float(factor), antialias)).to(x.device, work)
-    mw = torch.from_numpy(resize_matrix(w, ow, float(factor), antialias)).to(x.device, work)
-    x = torch.matmul(mh, x)                    # height first (MATLAB's order for equal factors)
+    x = img.to(torch.float64 if is_uint8 or img.device.type == "cpu" else img.dtype)
+    # height first (MATLAB's order for equal factors)
+    x = _resize_last(x.transpose(-2, -1), *contributions(h, oh, float(factor), antialias)).transpose(-2, -1)
     if is_uint8:
         x = x.round().clamp_(0, 255)
-    x = torch.matmul(x, mw.transpose(0, 1))
+    x = _resize_last(x, *contributions(w, ow, float(factor), antialias))
     if is_uint8:
         return x.round().clamp_(0, 255).to(torch.uint8)
     return x.to(img.dtype)
