@@ -3,6 +3,8 @@ Python API; nothing is computed here."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +79,90 @@ def cmd_evaluate(args) -> int:
     return 0 if not res.images.empty else 1
 
 
+def _latency_spec(args, deploy=None):
+    from .latency import LatencySpec
+    lr_hw = None
+    if args.lr_size:
+        try:
+            lr_hw = tuple(int(v) for v in args.lr_size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--lr-size expects HxW like 180x320, got {args.lr_size!r}")
+    return LatencySpec(preset="custom" if lr_hw else args.preset, lr_hw=lr_hw, batch=args.batch, device=args.device,
+                       precision=args.precision, channels_last=args.channels_last, compile=args.compile,
+                       deploy=args.deploy if deploy is None else deploy, warmup=args.warmup, repeats=args.repeats,
+                       threads=args.threads)
+
+
+def cmd_latency(args) -> int:
+    from .latency import latency_table
+    store = None if args.no_store else str(Path(args.out) / "store")
+    df = latency_table(args.pattern, args.scales, _latency_spec(args), store)
+    cols = ["variant", "scale", "device", "preset", "lr_h", "lr_w", "precision", "deploy", "channels_last",
+            "median_ms", "p90_ms", "mean_ms", "std_ms", "peak_mem_mib", "threads", "repeats"]
+    emit(df[cols], args.format, floatfmt=".2f")
+    return 0
+
+
+def cmd_side_by_side(args) -> int:
+    from .latency import side_by_side
+    from .results import write_table
+    df = side_by_side(spec=_latency_spec(args, deploy=False))
+    if args.save:
+        write_table(df, Path(args.out) / "latency_side_by_side.csv")
+        (Path(args.out) / "latency_side_by_side.md").write_text(df.to_markdown(index=False, floatfmt=".2f") + "\n")
+    emit(df, args.format, floatfmt=".2f")
+    return 0
+
+
+def _overrides(items) -> dict:
+    """--set key=value pairs (values parsed as JSON when they can be: 2, true, [3,5])."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def cmd_train(args) -> int:
+    from .train import TrainConfig, train
+    cfg = TrainConfig(model=args.model, scale=args.scale, data=tuple(d for d in args.data.split(",") if d),
+                      out=args.out or f"runs/{args.model}-x{args.scale}", iters=args.iters, batch=args.batch,
+                      patch=args.patch, lr=args.lr, schedule=args.schedule, step_every=args.step_every,
+                      seed=args.seed, val_images=args.val_images, val_every=args.val_every,
+                      log_every=args.log_every, ckpt_every=args.ckpt_every, device=args.device, amp=args.amp,
+                      channels_last=args.channels_last, compile=args.compile, init_from=args.init_from,
+                      time_budget_s=args.time_budget, overrides=_overrides(args.set))
+    summary = train(cfg, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(summary))
+    if args.eval_datasets and int(os.environ.get("RANK", "0")) == 0:
+        from .evaluate import evaluate
+        res = evaluate(None, args.eval_datasets, [args.scale], weights=Path(cfg.out) / "model.safetensors",
+                       data_root=args.data_root, store=Path(cfg.out) / "store", progress=not args.quiet)
+        from .results import write_table
+        write_table(res.summary, Path(cfg.out) / "eval.csv")
+        emit(res.summary[["dataset", "scale", "psnr", "ssim", "n_images"]], "table")
+    return 0
+
+
+def _add_latency_flags(s, preset="720p"):
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--preset", default=preset, choices=["720p", "ntire"])
+    s.add_argument("--lr-size", default=None, help="custom LR size HxW (overrides --preset)")
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    s.add_argument("--warmup", type=int, default=10)
+    s.add_argument("--repeats", type=int, default=50)
+    s.add_argument("--threads", type=int, default=None, help="CPU threads (pinned for the run)")
+    s.add_argument("--out", default="results")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="awsrn-bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -111,6 +197,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", **fmt)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("latency", help="forward latency (CUDA events on GPU, perf_counter on CPU)")
+    s.add_argument("pattern", nargs="?", default=None, help="wildcard (default: the four released variants)")
+    s.add_argument("--scales", type=_scales, default=(2, 3, 4))
+    s.add_argument("--deploy", action="store_true", help="time the reparameterized deploy form")
+    s.add_argument("--no-store", action="store_true")
+    s.add_argument("--format", **fmt)
+    _add_latency_flags(s)
+    s.set_defaults(func=cmd_latency)
+
+    s = sub.add_parser("side-by-side", help="training form vs deploy form vs super-image (S x2, L x4)")
+    s.add_argument("--save", action="store_true", help="write <out>/latency_side_by_side.{csv,md}")
+    s.add_argument("--format", **fmt)
+    _add_latency_flags(s)
+    s.set_defaults(func=cmd_side_by_side)
+
+    s = sub.add_parser("train", help="train a registry variant (L1, Adam, the paper's schedule)")
+    s.add_argument("--model", default="awsrn-s")
+    s.add_argument("--scale", type=int, default=4)
+    s.add_argument("--data", required=True, help="comma-separated folders of HR images (DIV2K layout or flat)")
+    s.add_argument("--iters", type=int, default=1000)
+    s.add_argument("--out", default=None, help="run folder (default runs/<model>-x<scale>)")
+    s.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--patch", type=int, default=48, help="LR patch side")
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--schedule", default="step", choices=["step", "cosine"])
+    s.add_argument("--step-every", type=int, default=200_000, help="halve the lr every N iterations")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--val-images", type=int, default=10)
+    s.add_argument("--val-every", type=int, default=500)
+    s.add_argument("--log-every", type=int, default=50)
+    s.add_argument("--ckpt-every", type=int, default=500)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--compile", action="store_true")
+    s.add_argument("--init-from", default=None, help="checkpoint to start from (e.g. full AWMS for a pruned variant)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field of the variant, e.g. --set n_lfb=2 (repeatable)")
+    s.add_argument("--time-budget", type=float, default=None,
+                   help="seconds: the run shortens itself (and the cosine horizon) to fit")
+    s.add_argument("--eval-datasets", default=None, help="test sets to grade at the end, e.g. Set5,Set14")
+    s.add_argument("--data-root", default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("convert", help="write any readable checkpoint in the native safetensors format")
     s.add_argument("input")

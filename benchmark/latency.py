@@ -1,0 +1,190 @@
+"""Forward latency measured the NTIRE efficient-SR way.
+
+Warm-up, then ``repeats`` timed forwards: CUDA events with synchronisation on a GPU, ``perf_counter``
+with a pinned thread count on the CPU. Reports median, p90, mean and std; on a GPU the peak memory
+after a reset. Input presets: ``720p`` (LR = 1280x720 / s, the Multi-Adds convention) and ``ntire``
+(256x256 LR), or any (h, w).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .results import ResultStore, environment
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    preset: str = "720p"               # '720p', 'ntire' or 'custom'
+    lr_hw: tuple[int, int] | None = None
+    batch: int = 1
+    device: str = "cpu"
+    precision: str = "fp32"            # fp32, fp16 or bf16 (autocast)
+    channels_last: bool = False
+    compile: bool = False
+    deploy: bool = False
+    warmup: int = 10
+    repeats: int = 50
+    threads: int | None = None         # CPU threads (None: torch's current setting)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.preset not in ("720p", "ntire", "custom"):
+            raise ValueError(f"preset must be 720p, ntire or custom, got {self.preset!r}")
+        if self.preset == "custom" and not self.lr_hw:
+            raise ValueError("preset 'custom' needs lr_hw=(h, w)")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError("repeats must be >= 1 and warmup >= 0")
+
+
+def lr_shape(spec: LatencySpec, scale: int) -> tuple[int, int]:
+    if spec.preset == "720p":
+        return math.ceil(720 / scale), math.ceil(1280 / scale)
+    if spec.preset == "ntire":
+        return 256, 256
+    return tuple(spec.lr_hw)
+
+
+def prepare(model: nn.Module, spec: LatencySpec) -> nn.Module:
+    if spec.deploy:
+        from .deploy import reparameterize
+        model = reparameterize(model)
+    model = model.to(spec.device).eval()
+    if spec.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if spec.compile:
+        model = torch.compile(model)
+    return model
+
+
+def time_forward(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> tuple[list[float], float | None]:
+    """Per-repeat milliseconds and (CUDA) peak memory in MiB."""
+    cuda = x.device.type == "cuda"
+    dtype = PRECISIONS[spec.precision]
+    amp = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    times = []
+    with torch.inference_mode(), amp:
+        for _ in range(spec.warmup):
+            model(x)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            for _ in range(spec.repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(x)
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        else:
+            for _ in range(spec.repeats):
+                t0 = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            peak = None
+    return times, peak
+
+
+def summarize_times(times: list[float]) -> dict:
+    s = sorted(times)
+    p90 = s[min(len(s) - 1, math.ceil(0.9 * len(s)) - 1)]
+    return {"median_ms": statistics.median(s), "p90_ms": p90, "mean_ms": statistics.fmean(s),
+            "std_ms": statistics.stdev(s) if len(s) > 1 else 0.0, "min_ms": s[0]}
+
+
+def measure(model: nn.Module, scale: int, spec: LatencySpec) -> tuple[dict, list[float]]:
+    """One (model, spec) measurement: a summary row and the raw per-repeat times."""
+    old_threads = torch.get_num_threads()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    try:
+        net = prepare(model, spec)
+        h, w = lr_shape(spec, scale)
+        x = torch.rand(spec.batch, 3, h, w, device=spec.device)
+        if spec.channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        times, peak = time_forward(net, x, spec)
+        env = environment(spec.device, spec.precision)
+    finally:
+        torch.set_num_threads(old_threads)
+    row = {"scale": scale, "device": env["device"], "preset": spec.preset, "lr_h": h, "lr_w": w,
+           "batch": spec.batch, "precision": spec.precision, "channels_last": spec.channels_last,
+           "compile": spec.compile, "deploy": spec.deploy, **summarize_times(times), "peak_mem_mib": peak,
+           "repeats": spec.repeats, "warmup": spec.warmup, "threads": env["threads"],
+           "torch_version": env["torch_version"], "code_version": env["code_version"]}
+    return row, times
+
+
+def latency_table(pattern: str | None, scales=(2, 3, 4), spec: LatencySpec = LatencySpec(),
+                  store: str | ResultStore | None = None) -> pd.DataFrame:
+    """Latency of every registry variant matching ``pattern`` at each scale; raw repeats go to the store."""
+    from .complexity import DEFAULT_VARIANTS
+    from .registry import create_model, list_variants
+
+    names = list(DEFAULT_VARIANTS) if pattern is None else [n for n in list_variants(pattern) if n != "bicubic"]
+    if not names:
+        raise ValueError(f"no variant matches {pattern!r}")
+    if isinstance(store, str):
+        store = ResultStore(store)
+    rows = []
+    for name in names:
+        for s in scales:
+            torch.manual_seed(0)
+            row, times = measure(create_model(name, scale=s), s, spec)
+            row = {"variant": name, **row}
+            rows.append(row)
+            if store is not None:
+                raw = pd.DataFrame({"repeat": range(len(times)), "ms": times})
+                for k, v in row.items():
+                    if not k.endswith("_ms"):
+                        raw[k] = v
+                key = {"variant": name, "scale": s, "device": row["device"], "preset": spec.preset,
+                       "precision": spec.precision, "cl": int(spec.channels_last), "compile": int(spec.compile),
+                       "deploy": int(spec.deploy), "batch": spec.batch, "threads": row["threads"]}
+                store.write_run("latency", key, raw, asdict(spec))
+    return pd.DataFrame(rows)
+
+
+SIDE_BY_SIDE_CASES = (("awsrn-s", 2), ("awsrn-l", 4))
+
+
+def side_by_side(cases=SIDE_BY_SIDE_CASES, spec: LatencySpec = LatencySpec()) -> pd.DataFrame:
+    """Our training form, our deploy form and super-image's ``AwsrnModel`` of the same configuration,
+    timed in one run on the same input. super-image's column is left empty (with the reason in
+    ``note``) when it cannot be imported."""
+    from dataclasses import replace
+
+    from . import superimage
+    from .registry import create_model
+
+    rows = []
+    for name, s in cases:
+        torch.manual_seed(0)
+        model = create_model(name, scale=s)
+        train_row, _ = measure(model, s, replace(spec, deploy=False))
+        deploy_row, _ = measure(model, s, replace(spec, deploy=True))
+        note, si_ms = "", None
+        try:
+            si_row, _ = measure(superimage.build(model.cfg), s, replace(spec, deploy=False))
+            si_ms = si_row["median_ms"]
+        except superimage.SuperImageUnavailable as exc:
+            note = str(exc)
+        rows.append({"variant": name, "scale": s, "device": train_row["device"], "preset": spec.preset,
+                     "threads": train_row["threads"], "repeats": spec.repeats,
+                     "train_form_ms": train_row["median_ms"], "deploy_form_ms": deploy_row["median_ms"],
+                     "super_image_ms": si_ms,
+                     "deploy_vs_train": train_row["median_ms"] / deploy_row["median_ms"],
+                     "deploy_vs_super_image": si_ms / deploy_row["median_ms"] if si_ms else None,
+                     "torch_version": train_row["torch_version"], "note": note})
+    return pd.DataFrame(rows)

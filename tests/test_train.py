@@ -1,0 +1,116 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from benchmark.checkpoints import CheckpointError, read_checkpoint
+from benchmark.train import TrainConfig, load_pruned, split_train_val, train
+from benchmark import create_model
+
+TINY = {"n_feats": 8, "block_feats": 16, "n_awru": 2}
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    src = skimage.data.astronaut()
+    for i in range(6):
+        Image.fromarray(src[i * 50:i * 50 + 96, i * 40:i * 40 + 100]).save(d / f"t{i}.png")
+    Image.fromarray(skimage.data.camera()[:80, :80]).save(d / "gray.png")
+    return d
+
+
+def _cfg(train_dir, out, **kw):
+    base = dict(model="awsrn-s", scale=2, data=(str(train_dir),), out=str(out), iters=6, batch=4, patch=12,
+                val_images=2, val_every=3, log_every=1, ckpt_every=3, overrides=TINY)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWSRN_CACHE", str(tmp_path / "cache"))
+
+
+def test_resume_continues_exactly(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "full"), progress=False)
+    full = pd.read_csv(tmp_path / "full/train_log.csv")
+    train(_cfg(train_dir, tmp_path / "part", iters=3), progress=False)
+    train(_cfg(train_dir, tmp_path / "part", iters=6), resume=True, progress=False)
+    part = pd.read_csv(tmp_path / "part/train_log.csv")
+    assert list(part.iter) == list(range(1, 7))
+    assert np.array_equal(part.loss.values, full.loss.values)
+    a, b = read_checkpoint(tmp_path / "full/model.safetensors"), read_checkpoint(tmp_path / "part/model.safetensors")
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    recipe = json.loads((tmp_path / "full/recipe.json").read_text())
+    assert recipe["iters_reached"] == 6 and recipe["val_images"] == 2 and recipe["train_images"] == 5
+
+
+def test_validation_is_held_out_of_training(train_dir):
+    paths = sorted(train_dir.glob("*.png"))
+    tr, val = split_train_val(paths, 2)
+    assert len(val) == 2 and not set(tr) & set(val) and len(tr) + len(val) == len(paths)
+
+
+def test_outputs_load_for_evaluation(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "run", iters=3), progress=False)
+    ck = read_checkpoint(tmp_path / "run/model.safetensors")
+    assert ck.source_format == "native" and ck.config.n_feats == 8 and ck.config.scale == 2
+    log = pd.read_csv(tmp_path / "run/train_log.csv")
+    assert {"iter", "loss", "lr", "it_per_s", "patches_per_s", "val_psnr"} <= set(log.columns)
+    assert not np.isnan(log.val_psnr.iloc[-1])
+
+
+def test_cosine_schedule_reaches_zero(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "cos", iters=4, schedule="cosine"), progress=False)
+    log = pd.read_csv(tmp_path / "cos/train_log.csv")
+    assert log.lr.iloc[0] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi / 4)))
+    assert log.lr.iloc[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_pruned_variant_initialised_from_full(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "full", iters=2), progress=False)
+    src = read_checkpoint(tmp_path / "full/model.safetensors")
+    pruned = create_model("awsrn-s-awms35", scale=2, **TINY)
+    load_pruned(pruned, tmp_path / "full/model.safetensors")
+    sd = pruned.state_dict()
+    assert "tail.tail_k7.weight_v" not in sd
+    assert all(torch.equal(sd[k], src.state_dict[k]) for k in sd)
+    train(_cfg(train_dir, tmp_path / "ft", iters=2, model="awsrn-s-awms35",
+               init_from=str(tmp_path / "full/model.safetensors")), progress=False)
+    assert read_checkpoint(tmp_path / "ft/model.safetensors").config.awms_kernels == (3, 5)
+    wrong = create_model("awsrn-s", scale=2, **{**TINY, "n_feats": 16})
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_pruned(wrong, tmp_path / "full/model.safetensors")
+
+
+def test_bad_training_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(_cfg(tmp_path / "nope", tmp_path / "o"), progress=False)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_follow_single_process(train_dir, tmp_path):
+    """torchrun, gloo, 2 CPU processes, each training on half of the same global batch."""
+    args = ["train", "--model", "awsrn-s", "--scale", "2", "--data", str(train_dir), "--iters", "4",
+            "--batch", "4", "--patch", "12", "--val-images", "2", "--log-every", "1", "--quiet",
+            "--set", "n_feats=8", "--set", "block_feats=16", "--set", "n_awru=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "benchmark.cli", *args, "--out", str(tmp_path / "one")],
+                   check=True, env=env, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        "29533", "-m", "benchmark.cli", *args, "--out", str(tmp_path / "two")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    one = pd.read_csv(tmp_path / "one/train_log.csv")
+    two = pd.read_csv(tmp_path / "two/train_log.csv")
+    assert json.loads((tmp_path / "two/recipe.json").read_text())["world_size"] == 2
+    assert np.allclose(one.loss, two.loss, atol=1e-5, rtol=0)
