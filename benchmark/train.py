@@ -54,7 +54,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     init_from: str | None = None       # e.g. a full-AWMS checkpoint for a pruned variant
-    time_budget_s: float | None = None  # stop early: after 50 iterations the run sets its length
+    time_budget_s: float | None = None  # stop early: at iteration 60 the run sets its length
                                         # (and the cosine horizon) to what fits the budget
     overrides: dict = field(default_factory=dict)
 
@@ -288,9 +288,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     it = start
     while it < horizon["iters"]:
         it += 1
-        if cfg.time_budget_s and it == start + 50 and horizon["iters"] == cfg.iters:
+        if cfg.time_budget_s and it == start + 10:
             sync()
-            rate = 50 / (time.perf_counter() - t_begin)
+            t_warm = time.perf_counter()   # the first iterations include cuDNN / allocator warm-up
+        if cfg.time_budget_s and it == start + 60 and horizon["iters"] == cfg.iters:
+            sync()
+            rate = 50 / (time.perf_counter() - t_warm)
             fit = it + int(rate * 0.97 * (cfg.time_budget_s - (time.perf_counter() - t_begin)))
             fit = max(it, fit - fit % cfg.log_every)
             horizon["iters"] = min(cfg.iters, fit)

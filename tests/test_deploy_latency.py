@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from benchmark import create_model
+from benchmark.complexity import count_params, model_complexity
+from benchmark.deploy import reparameterize
+from benchmark.latency import LatencySpec, latency_table, lr_shape, measure, summarize_times
+from tests.reference_awsrn import Net, randomize
+
+CASES = [(n, s) for n in ("awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l") for s in (2, 3, 4, 8)]
+CASES += [("awsrn-s-bam", 2), ("awsrn-sd-bam", 3), ("awsrn-l-bam", 4), ("awsrn-m-bam", 8),
+          ("awsrn-s-awms3", 2), ("awsrn-sd-awms59", 3), ("awsrn-m-awms357", 4), ("awsrn-l-awms79", 8)]
+
+
+@pytest.mark.parametrize("name,scale", CASES)
+def test_deploy_form_equals_training_form(name, scale):
+    m = randomize(create_model(name, scale=scale), seed=scale).eval()
+    d = reparameterize(m)
+    x = torch.rand(2, 3, 13, 11)
+    with torch.no_grad():
+        assert (m(x) - d(x)).abs().max().item() < 1e-5
+    assert d is not m and any(p.requires_grad for p in m.parameters())   # input untouched
+
+
+def test_deploy_complexity_is_reported_and_smaller():
+    m = create_model("awsrn-s", scale=2)
+    d = reparameterize(m)
+    full, dep = model_complexity(m, 2), model_complexity(d, 2)
+    # AWMS: (9+25+49+81) = 164 taps per channel pair before, 81 after: 83 * 32 * 12 MACs per LR pixel saved
+    saved = (full["multi_adds_g"] - dep["multi_adds_g"]) * 1e9 / (1280 * 720 / 4)
+    assert saved == pytest.approx(83 * 32 * 12)
+    assert count_params(d) < count_params(m)
+
+
+def test_deploy_of_loaded_official_checkpoint(tmp_path):
+    ref = randomize(Net(3, 1, 4, 32), seed=9).eval()
+    torch.save(ref.state_dict(), tmp_path / "model_latest.pt")
+    d = reparameterize(create_model("awsrn-s", scale=3, weights=tmp_path / "model_latest.pt"))
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        assert torch.allclose(d(x) * 255, ref(x * 255), atol=2e-3)
+
+
+def test_latency_presets_and_summary():
+    assert lr_shape(LatencySpec(preset="720p"), 3) == (240, 427)
+    assert lr_shape(LatencySpec(preset="ntire"), 4) == (256, 256)
+    assert lr_shape(LatencySpec(preset="custom", lr_hw=(10, 20)), 2) == (10, 20)
+    with pytest.raises(ValueError, match="needs lr_hw"):
+        LatencySpec(preset="custom")
+    with pytest.raises(ValueError, match="precision"):
+        LatencySpec(precision="int8")
+    s = summarize_times([5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    assert s["median_ms"] == 5.5 and s["p90_ms"] == 9.0 and s["min_ms"] == 1.0
+
+
+def test_measure_records_provenance_and_store(tmp_path):
+    spec = LatencySpec(preset="custom", lr_hw=(8, 8), warmup=1, repeats=3, threads=1, deploy=True)
+    row, times = measure(create_model("awsrn-s", scale=2), 2, spec)
+    assert len(times) == 3 and row["threads"] == 1 and row["deploy"] and row["device"].startswith("cpu")
+    df = latency_table("awsrn-sd", (2,), spec, store=str(tmp_path))
+    assert list(df.variant) == ["awsrn-sd"]
+    raw = list((tmp_path / "latency").glob("*.csv"))
+    assert len(raw) == 1 and "repeat" in raw[0].read_text().splitlines()[0]
+
+
+def test_super_image_model_matches_ours_when_installed():
+    from benchmark import superimage
+    try:
+        si = superimage.build(create_model("awsrn-s-bam", scale=2).cfg)
+    except superimage.SuperImageUnavailable as exc:
+        pytest.skip(str(exc))
+    randomize(si, seed=4)
+    ours = create_model("awsrn-s-bam", scale=2)
+    ours.load_state_dict(_rename(si.state_dict()))
+    x = torch.rand(1, 3, 9, 9)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), si(x), atol=1e-6)
+
+
+def _rename(sd):
+    from benchmark.checkpoints import checkpoint_filter_fn
+    return checkpoint_filter_fn(sd, "super-image")
