@@ -1,12 +1,13 @@
 """The evaluation runner: model x scales x datasets under a protocol -> per-image rows and means.
 
 Data flows one way: image refs -> HR (+ cached LR) -> model -> protocol.grade -> results store.
-A bad image is reported by path and skipped; every completed image is in the store at once, so an
-interrupted run resumes where it stopped.
+A bad image is reported by path and skipped; every graded image is in the store at once, so an
+interrupted run resumes where it stopped (losing at most the images in flight: one forwarding, one grading).
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,27 +139,57 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
             rows = done.to_dict("records")
             have = set(done["image"].astype(str)) if not done.empty else set()
             todo = [r for r in refs if r.name not in have]
-            bar = tqdm(todo, desc=f"{name} x{scale} {ds_name}", disable=not progress or not todo, leave=False)
-            for ref in bar:
-                bar.set_postfix_str(ref.name)
+            bar = tqdm(total=len(todo), desc=f"{name} x{scale} {ds_name}", disable=not progress or not todo,
+                       leave=False)
+
+            def finish(job) -> None:
+                """Collect one graded image: a row in the store at once, or a reported skip."""
+                ref, fut, secs, sr, hr_shape = job
                 try:
-                    hr, lr = prepare_pair(ref, scale, proto, cache)
-                    x = _to_chw(lr).to(dev)
-                    x = (x.expand(3, -1, -1) if x.shape[0] == 1 else x).unsqueeze(0).float() / 255.0
-                    sr, secs = runner(x)
-                    psnr, ssim = proto.grade(sr[0], _to_chw(hr).to(dev), scale)
+                    psnr, ssim = fut.result()
                 except (ImageReadError, ValueError) as exc:
-                    skipped.append((str(ref.hr_path or ref.name), str(exc)))
-                    tqdm.write(f"skipped {ref.hr_path or ref.name}: {exc}")
-                    continue
+                    return skip(ref, exc)
                 if save_dir:
-                    _save_sr(sr[0], Path(save_dir) / name / ds_name / f"x{scale}" / f"{ref.name}.png")
+                    _save_sr(sr, Path(save_dir) / name / ds_name / f"x{scale}" / f"{ref.name}.png")
                 rows.append({"model": name, "weights_sha256": wid, "scale": scale, "dataset": ds_name,
                              "protocol": proto.name, "self_ensemble": bool(self_ensemble), "deploy": bool(deploy),
                              "image": ref.name, "psnr": psnr, "ssim": ssim, "forward_s": secs,
-                             "hr_h": hr.shape[0], "hr_w": hr.shape[1], **env})
+                             "hr_h": hr_shape[0], "hr_w": hr_shape[1], **env})
                 if store:
                     store.write_run("eval", key, pd.DataFrame(rows), env)
+                bar.update(1)
+
+            def skip(ref, exc) -> None:
+                skipped.append((str(ref.hr_path or ref.name), str(exc)))
+                tqdm.write(f"skipped {ref.hr_path or ref.name}: {exc}")
+                bar.update(1)
+
+            # A small pipeline: while the model runs on image i, a worker decodes image i+1 and grades
+            # image i-1, so the suite's own work hides behind the forward passes.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                prep = lambda r: prepare_pair(r, scale, proto, cache)  # noqa: E731
+                nxt = pool.submit(prep, todo[0]) if todo else None
+                pending = None
+                for i, ref in enumerate(todo):
+                    bar.set_postfix_str(ref.name)
+                    try:
+                        hr, lr = nxt.result()
+                    except (ImageReadError, ValueError) as exc:
+                        hr = exc
+                    nxt = pool.submit(prep, todo[i + 1]) if i + 1 < len(todo) else None
+                    if isinstance(hr, Exception):
+                        skip(ref, hr)
+                        continue
+                    x = _to_chw(lr).to(dev)
+                    x = (x.expand(3, -1, -1) if x.shape[0] == 1 else x).unsqueeze(0).float() / 255.0
+                    sr, secs = runner(x)
+                    job = (ref, pool.submit(proto.grade, sr[0], _to_chw(hr).to(dev), scale), secs, sr[0], hr.shape)
+                    if pending is not None:
+                        finish(pending)
+                    pending = job
+                if pending is not None:
+                    finish(pending)
+            bar.close()
             frames.append(pd.DataFrame(rows))
     images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not images.empty:

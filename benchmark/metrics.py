@@ -18,8 +18,8 @@ SUPER_IMAGE_Y = (64.738, 129.057, 25.064)  # super-image / BAM repo (64.738 is a
 
 def rgb_to_y(img: torch.Tensor, coeffs=BT601_Y, divisor: float = 255.0, offset: float = 16.0) -> torch.Tensor:
     """(3, H, W) RGB on [0, 255] -> (H, W) Y = offset + (c . RGB) / divisor, float64, not rounded."""
-    c = torch.tensor(coeffs, dtype=torch.float64, device=img.device).view(3, 1, 1)
-    return offset + (img.to(torch.float64) * c).sum(0) / divisor
+    c = torch.tensor(coeffs, dtype=torch.float64, device=img.device) / divisor
+    return torch.tensordot(c, img.to(torch.float64), dims=1).add_(offset)
 
 
 def shave(img: torch.Tensor, border: int) -> torch.Tensor:
