@@ -149,6 +149,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+    reproduce(args.data_root, args.out, args.checkpoints, latency_repeats=args.latency_repeats,
+              progress=not args.quiet)
+    return 0
+
+
 def _add_latency_flags(s, preset="720p"):
     s.add_argument("--device", default="cpu")
     s.add_argument("--preset", default=preset, choices=["720p", "ntire"])
@@ -243,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", default=None)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("reproduce", help="the main job: every table and figure in results/")
+    s.add_argument("--data-root", default=None, help="default $AWSRN_DATA; none: the embedded skimage set")
+    s.add_argument("--out", default="results")
+    s.add_argument("--checkpoints", default="checkpoints")
+    s.add_argument("--latency-repeats", type=int, default=20)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_reproduce)
 
     s = sub.add_parser("convert", help="write any readable checkpoint in the native safetensors format")
     s.add_argument("input")

@@ -161,30 +161,50 @@ SIDE_BY_SIDE_CASES = (("awsrn-s", 2), ("awsrn-l", 4))
 
 def side_by_side(cases=SIDE_BY_SIDE_CASES, spec: LatencySpec = LatencySpec()) -> pd.DataFrame:
     """Our training form, our deploy form and super-image's ``AwsrnModel`` of the same configuration,
-    timed in one run on the same input. super-image's column is left empty (with the reason in
-    ``note``) when it cannot be imported."""
+    timed in one run on the same input. The forms are timed round-robin (one forward of each per repeat)
+    so that any load on the machine falls on all of them alike. super-image's column is left empty (with
+    the reason in ``note``) when it cannot be imported."""
     from dataclasses import replace
 
     from . import superimage
     from .registry import create_model
 
     rows = []
-    for name, s in cases:
-        torch.manual_seed(0)
-        model = create_model(name, scale=s)
-        train_row, _ = measure(model, s, replace(spec, deploy=False))
-        deploy_row, _ = measure(model, s, replace(spec, deploy=True))
-        note, si_ms = "", None
-        try:
-            si_row, _ = measure(superimage.build(model.cfg), s, replace(spec, deploy=False))
-            si_ms = si_row["median_ms"]
-        except superimage.SuperImageUnavailable as exc:
-            note = str(exc)
-        rows.append({"variant": name, "scale": s, "device": train_row["device"], "preset": spec.preset,
-                     "threads": train_row["threads"], "repeats": spec.repeats,
-                     "train_form_ms": train_row["median_ms"], "deploy_form_ms": deploy_row["median_ms"],
-                     "super_image_ms": si_ms,
-                     "deploy_vs_train": train_row["median_ms"] / deploy_row["median_ms"],
-                     "deploy_vs_super_image": si_ms / deploy_row["median_ms"] if si_ms else None,
-                     "torch_version": train_row["torch_version"], "note": note})
+    old_threads = torch.get_num_threads()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    try:
+        for name, s in cases:
+            torch.manual_seed(0)
+            model = create_model(name, scale=s)
+            nets = {"train": prepare(model, replace(spec, deploy=False)),
+                    "deploy": prepare(model, replace(spec, deploy=True))}
+            note = ""
+            try:
+                nets["super_image"] = prepare(superimage.build(model.cfg), replace(spec, deploy=False))
+            except superimage.SuperImageUnavailable as exc:
+                note = str(exc)
+            h, w = lr_shape(spec, s)
+            x = torch.rand(spec.batch, 3, h, w, device=spec.device)
+            one = replace(spec, warmup=0, repeats=1)
+            times = {k: [] for k in nets}
+            with torch.inference_mode():
+                for net in nets.values():
+                    for _ in range(spec.warmup):
+                        net(x)
+            for _ in range(spec.repeats):
+                for k, net in nets.items():
+                    times[k] += time_forward(net, x, one)[0]
+            med = {k: summarize_times(v)["median_ms"] for k, v in times.items()}
+            env = environment(spec.device)
+            si = med.get("super_image")
+            rows.append({"variant": name, "scale": s, "device": env["device"], "preset": spec.preset,
+                         "threads": env["threads"], "repeats": spec.repeats,
+                         "train_form_ms": med["train"], "deploy_form_ms": med["deploy"], "super_image_ms": si,
+                         "deploy_vs_train": med["train"] / med["deploy"],
+                         "deploy_vs_super_image": si / med["deploy"] if si else None,
+                         "train_vs_super_image": si / med["train"] if si else None,
+                         "torch_version": env["torch_version"], "note": note})
+    finally:
+        torch.set_num_threads(old_threads)
     return pd.DataFrame(rows)

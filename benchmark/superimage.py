@@ -5,7 +5,7 @@ super-image imports torchvision when its package is imported, but only its train
 never do. PyPI's torchvision does not import beside the CPU torch build used here, so when torchvision
 is missing the import runs with a placeholder ``torchvision.transforms`` that is removed again right
 after. Install: ``pip install --no-deps super-image==0.2.0 h5py huggingface-hub opencv-python-headless``
-(``make compare`` does this).
+(``make`` installs it into .venv).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def import_awsrn():
         modeling, configuration = (importlib.import_module(n) for n in names)
     except ImportError as exc:
         raise SuperImageUnavailable(
-            f"super-image cannot be imported ({exc}); install it with `make compare` or "
+            f"super-image cannot be imported ({exc}); install it with "
             "`pip install --no-deps super-image==0.2.0 h5py huggingface-hub opencv-python-headless`") from exc
     finally:
         for k, v in saved.items():

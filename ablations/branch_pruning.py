@@ -1,0 +1,80 @@
+"""Branch pruning: the paper's claim that "the redundant scale branch can be removed according to the
+adaptive weights", tested. Every non-empty subset of {3, 5, 7, 9} is applied to a trained checkpoint
+without retraining (and, with ``finetune_iters > 0``, after a short fine-tune from the full model):
+delta PSNR/SSIM against delta params, Multi-Adds and CPU latency.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import combinations
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from benchmark.config import AWMS_KERNELS
+
+NAME = "branch_pruning"
+VARIANTS = "the 15 non-empty subsets of the AWMS kernels {3,5,7,9}"
+MEASURES = "delta PSNR/SSIM vs delta params, Multi-Adds, latency; Pareto front"
+FIGURE = "fig_pruning.png"
+
+SUBSETS = [c for r in range(1, 5) for c in combinations(AWMS_KERNELS, r)]
+
+
+def pareto(df: pd.DataFrame, cost: str = "multi_adds_g", gain: str = "psnr") -> pd.Series:
+    """True where no other row has lower-or-equal cost and higher gain."""
+    flags = []
+    for _, r in df.iterrows():
+        dominated = ((df[cost] <= r[cost]) & (df[gain] > r[gain])).any()
+        flags.append(not dominated)
+    return pd.Series(flags, index=df.index)
+
+
+def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_root=None, finetune_iters: int = 0,
+        train_data=(), latency_lr=(64, 64), out_dir: str | None = None) -> pd.DataFrame:
+    from benchmark.checkpoints import read_checkpoint
+    from benchmark.complexity import count_params, model_complexity
+    from benchmark.evaluate import evaluate
+    from benchmark.latency import LatencySpec, measure
+    from benchmark.registry import create_model
+    from benchmark.models import AWSRN
+    from benchmark.train import TrainConfig, load_pruned, train
+
+    cfg = read_checkpoint(checkpoint).config
+    structure = {k: getattr(cfg, k) for k in ("n_lfb", "n_awru", "n_feats", "block_feats")}
+    spec = LatencySpec(preset="custom", lr_hw=latency_lr, warmup=2, repeats=10, threads=1, deploy=True)
+    rows = []
+    for sub in SUBSETS:
+        model = AWSRN(replace(cfg, awms_kernels=sub))
+        load_pruned(model, checkpoint)
+        modes = [("none", model)]
+        if finetune_iters and len(sub) < 4:
+            tag = "".join(map(str, sub))
+            run_dir = Path(out_dir or "runs") / f"prune-{variant}-x{cfg.scale}-awms{tag}"
+            tc = TrainConfig(model=variant or "awsrn-s", scale=cfg.scale, data=tuple(train_data), out=str(run_dir),
+                             iters=finetune_iters, lr=1e-4, schedule="cosine", val_every=finetune_iters,
+                             log_every=max(1, finetune_iters // 10), ckpt_every=finetune_iters,
+                             init_from=checkpoint, overrides={**structure, "awms_kernels": sub})
+            train(tc, progress=False)
+            ft = create_model(variant or "awsrn-s", scale=cfg.scale, weights=run_dir / "model.safetensors", awms_kernels=sub,
+                              **structure)
+            modes.append((f"finetune-{finetune_iters}", ft))
+        cx = model_complexity(model, cfg.scale)
+        torch.manual_seed(0)
+        lat, _ = measure(model, cfg.scale, spec)
+        for mode, m in modes:
+            res = evaluate(m.eval(), list(datasets), [cfg.scale], data_root=data_root, progress=False)
+            for _, r in res.summary.iterrows():
+                rows.append({"kernels": "".join(map(str, sub)), "n_branches": len(sub), "retrain": mode,
+                             "dataset": r.dataset, "scale": cfg.scale, "psnr": r.psnr, "ssim": r.ssim,
+                             "params": count_params(m), "multi_adds_g": cx["multi_adds_g"],
+                             "latency_ms": lat["median_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}"})
+    df = pd.DataFrame(rows)
+    full = df[df.kernels == "3579"].set_index("dataset")
+    for col in ("psnr", "ssim", "params", "multi_adds_g", "latency_ms"):
+        df[f"d_{col}"] = df[col] - df.dataset.map(full[col])
+    df["pareto"] = False
+    for (ds, mode), g in df.groupby(["dataset", "retrain"]):
+        df.loc[g.index, "pareto"] = pareto(g)
+    return df

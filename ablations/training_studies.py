@@ -1,0 +1,60 @@
+"""Studies that need training: each compares variants trained at one stated, equal budget. The budget is
+a parameter (``iters``), so a GPU user reruns them at full scale:
+
+    python -m ablations.training_studies n_lfb --iters 20000 --device cuda --data ../shared/data/train/T91,...
+
+Declared here: BAM on/off and the number of LFBs (1 to 4). The residual-unit (RU / wRU / AWRU) and LRFU
+on/off studies need model options that are not built yet (see the issue note).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+STUDIES = {
+    "bam": {"variants": {"awsrn-s": {}, "awsrn-s-bam": {}}, "measures": "PSNR/SSIM, params, Multi-Adds",
+            "figure": "fig_study_bam.png"},
+    "n_lfb": {"variants": {f"awsrn-l[n_lfb={n}]": {"n_lfb": n} for n in (1, 2, 3, 4)},
+              "measures": "PSNR/SSIM vs params", "figure": "fig_study_n_lfb.png"},
+}
+
+
+def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies", device: str = "cpu",
+        datasets=("Set5",), data_root=None) -> pd.DataFrame:
+    from benchmark.complexity import count_params, model_complexity
+    from benchmark.evaluate import evaluate
+    from benchmark.registry import create_model
+    from benchmark.train import TrainConfig, train
+
+    rows = []
+    for label, overrides in STUDIES[study]["variants"].items():
+        variant = label.split("[")[0]
+        run_dir = Path(out) / study / label.replace("[", "-").replace("]", "").replace("=", "")
+        train(TrainConfig(model=variant, scale=scale, data=tuple(data), out=str(run_dir), iters=iters,
+                          schedule="cosine", device=device, val_every=iters, ckpt_every=iters,
+                          log_every=max(1, iters // 20), overrides=overrides), resume=True, progress=False)
+        m = create_model(variant, scale=scale, weights=run_dir / "model.safetensors", **overrides)
+        res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
+        for _, r in res.summary.iterrows():
+            rows.append({"study": study, "variant": label, "scale": scale, "iters": iters, "dataset": r.dataset,
+                         "psnr": r.psnr, "ssim": r.ssim, "params": count_params(m),
+                         "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]})
+    return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("study", choices=sorted(STUDIES))
+    p.add_argument("--iters", type=int, required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default="results/study_{study}.csv")
+    a = p.parse_args()
+    df = run(a.study, a.iters, a.data.split(","), a.scale, device=a.device, data_root=a.data_root)
+    from benchmark.results import write_table
+    write_table(df, a.out.format(study=a.study))
+    print(df.to_string(index=False))

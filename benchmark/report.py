@@ -1,0 +1,194 @@
+"""Reports: tables (CSV + Markdown + LaTeX) and figures in results/, drawn only from result files.
+
+``reproduce()`` is the main job (``awsrn-bench reproduce`` / ``make reproduce``): it measures what is
+missing into the store and the tables, then draws every figure from those tables and writes
+``results/README.md`` as the index.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .results import atomic_write_text, write_table  # noqa: E402
+
+LITERATURE_BICUBIC = {  # paper_notes.md section 4 (Y channel, MATLAB bicubic): (psnr, ssim)
+    ("Set5", 2): (33.66, 0.9299), ("Set14", 2): (30.24, 0.8688), ("B100", 2): (29.56, 0.8431),
+    ("Urban100", 2): (26.88, 0.8403), ("Set5", 3): (30.39, 0.8682), ("Set14", 3): (27.55, 0.7742),
+    ("B100", 3): (27.21, 0.7385), ("Urban100", 3): (24.46, 0.7349), ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 4): (26.00, 0.7027), ("B100", 4): (25.96, 0.6675), ("Urban100", 4): (23.14, 0.6577),
+}
+PAPER_NAMES = {"awsrn-s": "AWSRN-S", "awsrn-sd": "AWSRN-SD", "awsrn-m": "AWSRN-M", "awsrn-l": "AWSRN"}
+
+
+def save_table(df: pd.DataFrame, out: Path, stem: str, floatfmt: str = ".4f") -> list[Path]:
+    """``<stem>.csv`` (unrounded), ``.md`` and ``.tex``."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(df, out / f"{stem}.csv")
+    atomic_write_text(out / f"{stem}.md", df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    atomic_write_text(out / f"{stem}.tex", df.to_latex(index=False, na_rep="--",
+                                                       float_format=lambda v: format(v, floatfmt)))
+    return [out / f"{stem}.{e}" for e in ("csv", "md", "tex")]
+
+
+def find_checkpoints(root: str | Path = "checkpoints") -> dict[str, Path]:
+    """label -> model.safetensors for every ``<root>/<label>/model.safetensors``."""
+    root = Path(root)
+    return {p.parent.name: p for p in sorted(root.glob("*/model.safetensors"))}
+
+
+def checkpoint_info(path: Path) -> dict:
+    recipe = path.parent / "recipe.json"
+    r = json.loads(recipe.read_text()) if recipe.is_file() else {}
+    return {"variant": r.get("model"), "scale": r.get("scale"), "iters": r.get("iters_reached", r.get("iters")),
+            "train_device": r.get("device"), "batch": r.get("batch"), "schedule": r.get("schedule")}
+
+
+# --------------------------------------------------------------------------------------- tables
+def bicubic_table(summary: pd.DataFrame) -> pd.DataFrame:
+    df = summary[["dataset", "scale", "psnr", "ssim", "n_images"]].copy()
+    lit = df.apply(lambda r: LITERATURE_BICUBIC.get((r.dataset, int(r.scale)), (np.nan, np.nan)), axis=1)
+    df["literature_psnr"] = [v[0] for v in lit]
+    df["literature_ssim"] = [v[1] for v in lit]
+    df["d_psnr"] = df.psnr - df.literature_psnr
+    df["d_ssim"] = df.ssim - df.literature_ssim
+    return df
+
+
+def paper_vs_ours(complexity: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """The paper's AWSRN rows with our exact complexity beside them, and our PSNR/SSIM where a checkpoint
+    was evaluated (labelled with its training budget)."""
+    from .paper import paper_metrics_long
+    paper = paper_metrics_long()
+    rows = []
+    for _, c in complexity.dropna(subset=["paper_multi_adds_g"]).iterrows():
+        pname = PAPER_NAMES[c.variant]
+        for _, p in paper[(paper.method == pname) & (paper.scale == c.scale)].iterrows():
+            row = {"variant": c.variant, "scale": int(c.scale), "params": int(c.params),
+                   "paper_params_k": c.paper_params_k, "multi_adds_g": round(c.multi_adds_g, 1),
+                   "paper_multi_adds_g": c.paper_multi_adds_g, "dataset": p.dataset,
+                   "paper_psnr": p.psnr, "paper_ssim": p.ssim, "psnr": np.nan, "ssim": np.nan,
+                   "checkpoint": "", "train_iters": np.nan, "note": p.note}
+            if not evals.empty:
+                e = evals[(evals.variant == c.variant) & (evals.scale == c.scale) & (evals.dataset == p.dataset)]
+                if not e.empty:
+                    e = e.iloc[0]
+                    row.update(psnr=e.psnr, ssim=e.ssim, checkpoint=e.checkpoint, train_iters=e.iters)
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    df["d_psnr"] = df.psnr - df.paper_psnr
+    df["d_ssim"] = df.ssim - df.paper_ssim
+    return df
+
+
+# -------------------------------------------------------------------------------------- figures
+def fig_psnr_vs_multiadds(paper_csv: Path, ours: pd.DataFrame, out: Path, scale: int = 2, dataset: str = "Set5"):
+    paper = pd.read_csv(paper_csv)
+    p = paper[(paper.scale == scale)].dropna(subset=["multi_adds_g", f"{dataset.lower()}_psnr"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(p.multi_adds_g, p[f"{dataset.lower()}_psnr"], c="tab:gray", label="paper table")
+    for _, r in p.iterrows():
+        ax.annotate(r.method, (r.multi_adds_g, r[f"{dataset.lower()}_psnr"]), fontsize=7, xytext=(3, 2),
+                    textcoords="offset points")
+    o = ours[(ours.scale == scale) & (ours.dataset == dataset)] if not ours.empty else ours
+    if not o.empty:
+        ax.scatter(o.multi_adds_g, o.psnr, c="tab:red", marker="*", s=120, label="ours (short training)")
+        for _, r in o.iterrows():
+            ax.annotate(f"{r.checkpoint} ({int(r.iters)} it)", (r.multi_adds_g, r.psnr), fontsize=7, color="tab:red",
+                        xytext=(3, -9), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("Multi-Adds (G, 1280x720 output)")
+    ax.set_ylabel(f"PSNR (dB), {dataset} x{scale}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def fig_psnr_vs_latency(latency: pd.DataFrame, evals: pd.DataFrame, out: Path, dataset: str = "Set5"):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lat = latency[~latency.deploy.astype(bool)] if "deploy" in latency else latency
+    merged = evals[evals.dataset == dataset].merge(lat, on=["variant", "scale"], how="inner")
+    for scale, g in merged.groupby("scale"):
+        ax.scatter(g.median_ms, g.psnr, label=f"x{scale}")
+        for _, r in g.iterrows():
+            ax.annotate(r.checkpoint, (r.median_ms, r.psnr), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    dev = merged.device.iloc[0] if not merged.empty else ""
+    ax.set_xlabel(f"median latency (ms), 720p preset, {dev}")
+    ax.set_ylabel(f"PSNR (dB), {dataset}")
+    ax.grid(alpha=0.3)
+    if not merged.empty:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def fig_lambda(df: pd.DataFrame, out: Path):
+    labels = list(dict.fromkeys(df.checkpoint))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / max(1, len(labels))
+    for i, lab in enumerate(labels):
+        g = df[df.checkpoint == lab]
+        x = np.arange(len(g)) + i * width
+        axes[0].bar(x, g["lambda"], width, label=lab)
+        axes[1].bar(x, g["energy_share"], width, label=lab)
+    for ax, title in zip(axes, ("learned lambda_k", "energy share of branch k")):
+        ax.set_xticks(np.arange(4) + 0.4 - width / 2, ["3x3", "5x5", "7x7", "9x9"])
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].axhline(0.25, color="k", lw=0.8, ls="--")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def fig_pruning(df: pd.DataFrame, out: Path):
+    groups = list(df.groupby(["checkpoint", "dataset"]))
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.2 * max(1, len(groups)), 3.8), squeeze=False)
+    for ax, ((ck, ds), g) in zip(axes[0], groups):
+        for mode, gm in g.groupby("retrain"):
+            ax.scatter(gm.d_multi_adds_g, gm.d_psnr, label=f"retrain: {mode}")
+            front = gm[gm.pareto].sort_values("d_multi_adds_g")
+            ax.plot(front.d_multi_adds_g, front.d_psnr, lw=1)
+            for _, r in gm.iterrows():
+                ax.annotate(r.kernels, (r.d_multi_adds_g, r.d_psnr), fontsize=6)
+        ax.set_title(f"{ck}, {ds}", fontsize=9)
+        ax.set_xlabel("delta Multi-Adds (G)")
+        ax.set_ylabel("delta PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def fig_visual(crops_dir: Path, out: Path):
+    """A grid from the saved crops: one row per image, HR, bicubic and each model, zoomed."""
+    from PIL import Image
+    index = pd.read_csv(crops_dir / "index.csv")
+    images = list(dict.fromkeys(index.image))
+    methods = list(dict.fromkeys(index.method))
+    fig, axes = plt.subplots(len(images), len(methods), figsize=(2.2 * len(methods), 2.4 * len(images)),
+                             squeeze=False)
+    for i, img in enumerate(images):
+        for j, meth in enumerate(methods):
+            ax = axes[i][j]
+            r = index[(index.image == img) & (index.method == meth)]
+            ax.axis("off")
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            ax.imshow(Image.open(crops_dir / r.file), interpolation="nearest")
+            ax.set_title(f"{meth}\n{r.psnr:.2f} dB" if meth != "HR" else f"HR {img}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
