@@ -189,3 +189,15 @@ def test_cli_evaluate_csv_columns(tmp_path):
     df = pd.read_csv(StringIO(out))
     assert {"model", "scale", "dataset", "psnr", "ssim", "n_images"} <= set(df.columns)
     assert df.iloc[0].n_images == 5 and df.iloc[0].scale == 3
+
+
+def test_deploy_form_evaluates_to_the_same_psnr(tmp_path):
+    from benchmark.checkpoints import save_native
+    w = tmp_path / "w.safetensors"
+    save_native(randomize(create_model("awsrn-s", scale=4), seed=2), w)
+    kw = dict(weights=w, cache_dir=tmp_path, progress=False)
+    a = evaluate("awsrn-s", ["skimage"], [4], **kw)
+    b = evaluate("awsrn-s", ["skimage"], [4], deploy=True, **kw)
+    assert bool(b.summary.deploy.iloc[0]) and not bool(a.summary.deploy.iloc[0])
+    assert b.summary.psnr.iloc[0] == pytest.approx(a.summary.psnr.iloc[0], abs=1e-3)
+    assert b.summary.ssim.iloc[0] == pytest.approx(a.summary.ssim.iloc[0], abs=1e-5)
