@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .atomic import atomic_write
 from .config import AWMS_KERNELS, AWSRNConfig
 
 NATIVE_FORMAT = "awsrn-bench/1"
@@ -203,18 +202,6 @@ def model_from_checkpoint(path: str | Path) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------- writing
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_native(model: nn.Module, path: str | Path, extra_metadata: dict | None = None) -> Path:
     """Write ``model`` as ``path`` (safetensors, config in its metadata) plus ``<stem>.json``; atomic."""
     path = Path(path)
@@ -223,9 +210,9 @@ def save_native(model: nn.Module, path: str | Path, extra_metadata: dict | None 
     cfg_json = json.dumps(model.cfg.to_dict(), sort_keys=True)
     meta = {"format": NATIVE_FORMAT, "config": cfg_json, **(extra_metadata or {})}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     side = path.with_suffix(".json")
-    _atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(json.loads(cfg_json), indent=2) + "\n"))
+    atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(json.loads(cfg_json), indent=2) + "\n"))
     return path
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .atomic import atomic_write
 
 DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 ALIASES = {"bsd100": "B100", "bsds100": "B100", "set5": "Set5", "set14": "Set14", "b100": "B100",
@@ -158,13 +159,5 @@ class LRCache:
             return None            # a damaged cache entry is recomputed
 
     def put(self, content_key: str, scale: int, method: str, lr: np.ndarray) -> None:
-        p = self.path(content_key, scale, method)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".png.tmp")
-        os.close(fd)
-        try:
-            Image.fromarray(lr).save(tmp, format="PNG", compress_level=1)
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(self.path(content_key, scale, method),
+                     lambda tmp: Image.fromarray(lr).save(tmp, format="PNG", compress_level=1))

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .results import atomic_write_text, write_table  # noqa: E402
+from .atomic import atomic_write_text  # noqa: E402
+from .results import write_table  # noqa: E402
 
 LITERATURE_BICUBIC = {  # paper_notes.md section 4 (Y channel, MATLAB bicubic): (psnr, ssim)
     ("Set5", 2): (33.66, 0.9299), ("Set14", 2): (30.24, 0.8688), ("B100", 2): (29.56, 0.8431),

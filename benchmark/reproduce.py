@@ -18,12 +18,12 @@ from PIL import Image
 from . import report
 from .checkpoints import model_from_checkpoint
 from .complexity import breakdown, complexity_table
-from .data import list_images, resolve_data_root
+from .data import LRCache, list_images, resolve_data_root
 from .evaluate import evaluate, prepare_pair
 from .latency import LatencySpec, latency_table
-from .data import LRCache
 from .protocols import get_protocol
 from .registry import create_model, get_variant, list_variants
+from .atomic import atomic_write_text
 from .results import write_table
 
 FULL_SETS = ["Set5", "Set14", "B100", "Urban100"]
@@ -193,5 +193,3 @@ def write_index(out: Path) -> None:
     ]
     atomic_write_text(out / "README.md", "\n".join(parts))
 
-
-from .results import atomic_write_text  # noqa: E402

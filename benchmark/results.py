@@ -8,30 +8,15 @@ never a torn one; a rerun reads what is there and skips it.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from .atomic import atomic_write_text
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:

@@ -46,7 +46,7 @@ def import_awsrn():
     return modeling.AwsrnModel, configuration.AwsrnConfig
 
 
-def build(cfg) -> "torch.nn.Module":
+def build(cfg):
     """super-image's model with the structure of one of our :class:`AWSRNConfig`s."""
     AwsrnModel, AwsrnConfig = import_awsrn()
     if tuple(cfg.awms_kernels) != (3, 5, 7, 9):

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ from .checkpoints import CheckpointError, read_checkpoint, save_native
 from .data import IMAGE_EXTS, ImageReadError, LRCache, LR_CACHE_VERSION, decode_image
 from .imresize import bicubic_downscale, modcrop
 from .metrics import psnr, rgb_to_y, shave
-from .results import atomic_write_text, environment, write_table
+from .atomic import atomic_write_text
+from .results import environment, write_table
 
 
 @dataclass(frozen=True)

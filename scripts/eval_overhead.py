@@ -6,7 +6,6 @@ CPU, once with an empty LR cache and once warm. Writes results/eval_overhead.csv
 """
 import argparse
 import tempfile
-from pathlib import Path
 
 import pandas as pd
 import torch

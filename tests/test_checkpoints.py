@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmark import create_model
-from benchmark.checkpoints import (CheckpointError, convert, load_weights, model_from_checkpoint, read_checkpoint,
+from benchmark.checkpoints import (CheckpointError, load_weights, model_from_checkpoint, read_checkpoint,
                                    save_native)
 from benchmark.cli import main
 from tests.reference_awsrn import Net, randomize

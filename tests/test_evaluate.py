@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from benchmark import create_model
-from benchmark.data import LRCache, list_images
+from benchmark.data import list_images
 from benchmark.evaluate import evaluate
 from benchmark.inference import Runner, forward_tiled, receptive_radius
 from benchmark.protocols import get_protocol
