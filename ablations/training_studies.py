@@ -3,8 +3,7 @@ a parameter (``iters``), so a GPU user reruns them at full scale:
 
     python -m ablations.training_studies n_lfb --iters 20000 --device cuda --data ../shared/data/train/T91,...
 
-Declared here: BAM on/off and the number of LFBs (1 to 4). The residual-unit (RU / wRU / AWRU) and LRFU
-on/off studies need model options that are not built yet (see the issue note).
+Declared here: BAM on/off, residual unit (RU / wRU / AWRU), LRFU on/off and the number of LFBs (1 to 4).
 """
 from __future__ import annotations
 
@@ -16,13 +15,17 @@ import pandas as pd
 STUDIES = {
     "bam": {"variants": {"awsrn-s": {}, "awsrn-s-bam": {}}, "measures": "PSNR/SSIM, params, Multi-Adds",
             "figure": "fig_study_bam.png"},
+    "unit": {"variants": {"awsrn-s-ru": {}, "awsrn-s-wru": {}, "awsrn-s": {}},
+             "measures": "PSNR/SSIM, params", "figure": "fig_study_unit.png"},
+    "lrfu": {"variants": {"awsrn-s-nolrfu": {}, "awsrn-s": {}}, "measures": "PSNR/SSIM, params",
+             "figure": "fig_study_lrfu.png"},
     "n_lfb": {"variants": {f"awsrn-l[n_lfb={n}]": {"n_lfb": n} for n in (1, 2, 3, 4)},
               "measures": "PSNR/SSIM vs params", "figure": "fig_study_n_lfb.png"},
 }
 
 
 def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies", device: str = "cpu",
-        datasets=("Set5",), data_root=None) -> pd.DataFrame:
+        datasets=("Set5", "Set14"), data_root=None) -> pd.DataFrame:
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
     from benchmark.registry import create_model

@@ -161,7 +161,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(sd, infer_config(sd, fmt, str(path)), fmt, path)
 
 
-_STRUCTURE = ("scale", "n_lfb", "n_awru", "n_feats", "block_feats", "awms_kernels", "bam", "bam_reduction")
+_STRUCTURE = ("scale", "n_lfb", "n_awru", "n_feats", "block_feats", "awms_kernels", "unit", "lrfu", "bam",
+              "bam_reduction")
 
 
 def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 SCALES = (2, 3, 4, 8)
 AWMS_KERNELS = (3, 5, 7, 9)
+UNITS = ("awru", "ru", "wru")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class AWSRNConfig:
     n_feats: int = 32
     block_feats: int = 128
     awms_kernels: tuple[int, ...] = AWMS_KERNELS
+    unit: str = "awru"                 # residual unit: 'awru' (paper), 'ru' (plain), 'wru' (wSE weights)
+    lrfu: bool = True                  # fuse all unit outputs of an LFB with the 3x3 conv (paper)
     bam: bool = False
     bam_reduction: int = 8
     input_range: float = 255.0
@@ -42,6 +45,8 @@ class AWSRNConfig:
         for key in ("n_lfb", "n_awru", "n_feats", "block_feats"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
         if self.bam and self.n_feats % self.bam_reduction:
             raise ValueError(
                 f"BAM needs n_feats divisible by bam_reduction ({self.n_feats} % {self.bam_reduction} != 0)")

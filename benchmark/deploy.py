@@ -111,6 +111,9 @@ def reparameterize(model: nn.Module) -> nn.Module:
     """A deploy copy of ``model`` (the input is left untouched); non-AWSRN models are returned as is."""
     if not isinstance(model, AWSRN):
         return model
+    if model.cfg.unit != "awru" or not model.cfg.lrfu:
+        raise ValueError(f"the deploy form covers AWRU units with the LRFU (the paper's variants), not "
+                         f"unit={model.cfg.unit!r}, lrfu={model.cfg.lrfu}")
     out = DeployAWSRN(model).to(next(model.parameters()).device).eval()
     for attr in ("variant_name", "weights_path"):
         if hasattr(model, attr):

@@ -100,6 +100,10 @@ def _register_defaults() -> None:
         # BAM as in the BAM repo / super-image: after the body, inputs in [0, 1], no mean shift.
         register(Variant(f"{name}-bam", dataclasses.replace(cfg, bam=True, input_range=1.0, mean_shift=False),
                          None, desc + " + balanced attention (BAM)"))
+        for tag, change, what in (("ru", {"unit": "ru"}, "plain residual units (ablation)"),
+                                  ("wru", {"unit": "wru"}, "wRU units with wSE-predicted weights (ablation)"),
+                                  ("nolrfu", {"lrfu": False}, "no LRFU fusion in the LFBs (ablation)")):
+            register(Variant(f"{name}-{tag}", dataclasses.replace(cfg, **change), None, f"{desc}, {what}"))
         for sub in _subsets():
             tag = "".join(str(k) for k in sub)
             register(Variant(f"{name}-awms{tag}", dataclasses.replace(cfg, awms_kernels=sub), None,

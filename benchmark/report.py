@@ -193,3 +193,27 @@ def fig_visual(crops_dir: Path, out: Path):
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def fig_study(df: pd.DataFrame, out: Path):
+    """A training study: PSNR per variant and dataset at the study's budget, params in the labels."""
+    variants = list(dict.fromkeys(df.variant))
+    datasets = list(dict.fromkeys(df.dataset))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(variants), 3.6))
+    width = 0.8 / len(datasets)
+    for i, ds in enumerate(datasets):
+        g = df[df.dataset == ds].set_index("variant").reindex(variants)
+        ax.bar(np.arange(len(variants)) + i * width, g.psnr, width, label=ds)
+    params = df.drop_duplicates("variant").set_index("variant").reindex(variants).params
+    ax.set_xticks(np.arange(len(variants)) + 0.4 - width / 2,
+                  [f"{v}\n{p / 1e3:.0f}K" for v, p in zip(variants, params)], fontsize=7)
+    lo = np.nanmin(df.psnr)
+    ax.set_ylim(lo - 1, np.nanmax(df.psnr) + 0.5)
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(f"study '{df.study.iloc[0]}', x{int(df.scale.iloc[0])}, {int(df.iters.iloc[0])} iterations each",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

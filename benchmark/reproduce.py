@@ -145,6 +145,8 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         g = pd.read_csv(gpu_lat)
         report.fig_psnr_vs_latency(g[(g.precision == "fp32")], evals, out / "fig_psnr_vs_latency.png",
                                    datasets[0])
+    for study_csv in sorted(out.glob("study_*.csv")):   # written by scripts/run_studies.sh
+        report.fig_study(pd.read_csv(study_csv), out / f"fig_{study_csv.stem}.png")
     crops = _visual_crops(checkpoints, root, out)
     if crops is not None:
         report.fig_visual(crops, out / "fig_visual.png")
@@ -187,6 +189,8 @@ def write_index(out: Path) -> None:
         "## Branch pruning without retraining — `ablation_branch_pruning.{csv,md,tex}`\n",
         "![pruning](fig_pruning.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
+        "## Training studies — `study_*.csv` (`scripts/run_studies.sh`, budget in the `iters` column)\n",
+        "".join(f"![{p.stem}](fig_{p.stem}.png)\n" for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
         "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead.csv` "
         "(evaluate wall time vs forward time), `gpu/` (the H200 run: latency, training throughput, log).\n",

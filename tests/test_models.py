@@ -82,3 +82,22 @@ def test_config_dict_round_trip():
 def test_forward_is_device_agnostic_on_meta():
     m = AWSRN(AWSRNConfig(scale=2, n_lfb=1)).to("meta")
     assert m(torch.rand(1, 3, 4, 4, device="meta")).device.type == "meta"
+
+
+def test_ablation_units_and_lrfu():
+    base = count_params(create_model("awsrn-s", scale=2))
+    # RU drops the 2 scalars of each of the 4 units; no LRFU drops the 3x3 fusion conv (128->32: 36,864+32+32)
+    assert count_params(create_model("awsrn-s-ru", scale=2)) == base - 8
+    assert count_params(create_model("awsrn-s-nolrfu", scale=2)) == base - 36_928
+    wru = create_model("awsrn-s-wru", scale=2)
+    # wSE per unit: 1x1 32->8 (256+8) and 8->2 (16+2), replacing the 2 scalars
+    assert count_params(wru) == base - 8 + 4 * (264 + 18)
+    x = torch.rand(2, 3, 8, 8)
+    for name in ("awsrn-s-ru", "awsrn-s-wru", "awsrn-s-nolrfu"):
+        m = create_model(name, scale=2).eval()
+        assert m(x).shape == (2, 3, 16, 16)
+        from benchmark.deploy import reparameterize
+        with pytest.raises(ValueError, match="deploy form covers AWRU"):
+            reparameterize(m)
+    with pytest.raises(ValueError, match="unit must be one of"):
+        AWSRNConfig(unit="dense")

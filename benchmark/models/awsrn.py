@@ -17,30 +17,58 @@ from .layers import Scale, WNConv2d
 __all__ = ["AWRU", "LFB", "AWMS", "AWSRN"]
 
 
-class AWRU(nn.Module):
-    """Adaptive weighted residual unit: res_scale * body(x) + x_scale * x (both scalars init 1)."""
+class WSE(nn.Module):
+    """wRU's weight predictor (Fast and accurate SISR with weighted residual units, arXiv 1811.06878),
+    as built here: global average -> 1x1 conv (n_feats -> n_feats/4) -> ReLU -> 1x1 conv (-> 2) ->
+    2*sigmoid, giving per-image (lambda_res, lambda_x) that start near 1 like AWRU's scalars."""
 
-    def __init__(self, n_feats: int, block_feats: int):
+    def __init__(self, n_feats: int):
         super().__init__()
-        self.res_scale = Scale(1.0)
-        self.x_scale = Scale(1.0)
+        hidden = max(1, n_feats // 4)
+        self.fc1 = nn.Conv2d(n_feats, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+
+
+class AWRU(nn.Module):
+    """Adaptive weighted residual unit: res_scale * body(x) + x_scale * x (both scalars init 1).
+
+    ``unit='ru'`` is the plain residual unit body(x) + x; ``unit='wru'`` predicts the two weights with
+    a :class:`WSE` from the input (the residual-unit ablation)."""
+
+    def __init__(self, n_feats: int, block_feats: int, unit: str = "awru"):
+        super().__init__()
+        self.unit = unit
+        if unit == "awru":
+            self.res_scale = Scale(1.0)
+            self.x_scale = Scale(1.0)
+        elif unit == "wru":
+            self.wse = WSE(n_feats)
         self.body = nn.Sequential(
             WNConv2d(n_feats, block_feats, 3), nn.ReLU(inplace=True), WNConv2d(block_feats, n_feats, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_scale(self.body(x)) + self.x_scale(x)
+        if self.unit == "awru":
+            return self.res_scale(self.body(x)) + self.x_scale(x)
+        if self.unit == "wru":
+            w = self.wse(x)
+            return w[:, :1] * self.body(x) + w[:, 1:] * x
+        return self.body(x) + x
 
 
 class LFB(nn.Module):
     """Local fusion block: a chain of AWRUs whose outputs are concatenated and fused by a 3x3 conv
-    (the LRFU), plus the block's own two adaptive scalars."""
+    (the LRFU), plus the block's own two adaptive scalars. With ``lrfu=False`` (ablation) the last
+    unit's output takes the fused output's place."""
 
-    def __init__(self, n_feats: int, block_feats: int, n_awru: int):
+    def __init__(self, n_feats: int, block_feats: int, n_awru: int, unit: str = "awru", lrfu: bool = True):
         super().__init__()
         self.n_awru = n_awru
         for j in range(n_awru):  # attributes b0, b1, ... as in the official code
-            self.add_module(f"b{j}", AWRU(n_feats, block_feats))
-        self.reduction = WNConv2d(n_feats * n_awru, n_feats, 3)
+            self.add_module(f"b{j}", AWRU(n_feats, block_feats, unit))
+        self.reduction = WNConv2d(n_feats * n_awru, n_feats, 3) if lrfu else None
         self.res_scale = Scale(1.0)
         self.x_scale = Scale(1.0)
 
@@ -52,7 +80,8 @@ class LFB(nn.Module):
         for unit in self.units():
             h = unit(h)
             outs.append(h)
-        return self.res_scale(self.reduction(torch.cat(outs, dim=1))) + self.x_scale(x)
+        fused = self.reduction(torch.cat(outs, dim=1)) if self.reduction is not None else h
+        return self.res_scale(fused) + self.x_scale(x)
 
 
 class AWMS(nn.Module):
@@ -95,7 +124,8 @@ class AWSRN(nn.Module):
         s, nf = cfg.scale, cfg.n_feats
         self.register_buffer("rgb_mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.head = nn.Sequential(WNConv2d(3, nf, 3))
-        self.body = nn.Sequential(*[LFB(nf, cfg.block_feats, cfg.n_awru) for _ in range(cfg.n_lfb)])
+        self.body = nn.Sequential(*[LFB(nf, cfg.block_feats, cfg.n_awru, cfg.unit, cfg.lrfu)
+                                    for _ in range(cfg.n_lfb)])
         # BAM on n_feats channels (the BAM repo uses block_feats // 4, which equals n_feats for S/M/L;
         # for SD it would not fit, so the channel count follows n_feats).
         self.attention = BalancedAttention(nf, cfg.bam_reduction) if cfg.bam else None

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The training studies (ablations/training_studies.py) at one stated, equal budget, written to
+# results/study_<name>.csv; `awsrn-bench reproduce` draws their figures. A GPU user raises ITERS:
+#   ITERS=20000 DEVICE=cuda scripts/run_studies.sh bam unit lrfu n_lfb
+set -eu
+ITERS=${ITERS:-100}
+DEVICE=${DEVICE:-cpu}
+ROOT=${AWSRN_DATA:-../shared/data}
+for study in "$@"; do
+  .venv/bin/python -m ablations.training_studies "$study" --iters "$ITERS" --device "$DEVICE" \
+    --data "$ROOT/train/T91,$ROOT/train/BSD200" --data-root "$ROOT" --scale 4
+done
