@@ -193,7 +193,9 @@ def write_index(out: Path) -> None:
         "".join(f"![{p.stem}](fig_{p.stem}.png)\n" for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
         "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead.csv` "
-        "(evaluate wall time vs forward time), `gpu/` (the H200 run: latency, training throughput, log).\n",
+        "(evaluate wall time vs forward time, `scripts/eval_overhead.py`), `train_throughput_cpu.csv` "
+        "(`scripts/train_throughput_cpu.sh`), `gpu/` (the H200 run, `scripts/gpu_check.sh`: latency, training "
+        "throughput, log).\n",
     ]
     atomic_write_text(out / "README.md", "\n".join(parts))
 
