@@ -78,3 +78,25 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     for (ds, mode), g in df.groupby(["dataset", "retrain"]):
         df.loc[g.index, "pareto"] = pareto(g)
     return df
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from benchmark import report
+    from benchmark.results import write_table
+
+    p = argparse.ArgumentParser(description="branch pruning of one checkpoint, with an optional fine-tune arm")
+    p.add_argument("checkpoint")
+    p.add_argument("--variant", default="awsrn-s")
+    p.add_argument("--finetune-iters", type=int, default=0)
+    p.add_argument("--data", default="", help="training folders for the fine-tune, comma-separated")
+    p.add_argument("--datasets", default="Set5")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv")
+    a = p.parse_args()
+    df = run(a.checkpoint, a.variant, tuple(a.datasets.split(",")), a.data_root, a.finetune_iters,
+             [d for d in a.data.split(",") if d]).assign(checkpoint=Path(a.checkpoint).parent.name)
+    write_table(df, a.out)
+    report.fig_pruning(df, Path(a.out).with_name("fig_" + Path(a.out).stem + ".png"))
+    print(df[["kernels", "retrain", "dataset", "psnr", "d_psnr", "d_multi_adds_g"]].to_string(index=False))

@@ -145,6 +145,9 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         g = pd.read_csv(gpu_lat)
         report.fig_psnr_vs_latency(g[(g.precision == "fp32")], evals, out / "fig_psnr_vs_latency.png",
                                    datasets[0])
+    ft = out / "ablation_branch_pruning_finetune.csv"   # written by `python -m ablations.branch_pruning`
+    if ft.is_file():
+        report.fig_pruning(pd.read_csv(ft), out / "fig_ablation_branch_pruning_finetune.png")
     for study_csv in sorted(out.glob("study_*.csv")):   # written by scripts/run_studies.sh
         report.fig_study(pd.read_csv(study_csv), out / f"fig_{study_csv.stem}.png")
     crops = _visual_crops(checkpoints, root, out)
@@ -188,6 +191,10 @@ def write_index(out: Path) -> None:
         "![lambda](fig_awms_lambda.png)\n",
         "## Branch pruning without retraining — `ablation_branch_pruning.{csv,md,tex}`\n",
         "![pruning](fig_pruning.png)\n",
+        "With a short fine-tune of each pruned model from the full one (`python -m ablations.branch_pruning "
+        "checkpoints/awsrn-s-x4/model.safetensors --finetune-iters 60 --data ../shared/data/train/T91,"
+        "../shared/data/train/BSD200 --data-root ../shared/data`): `ablation_branch_pruning_finetune.csv`\n",
+        "![pruning with fine-tune](fig_ablation_branch_pruning_finetune.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
         "## Training studies — `study_*.csv` (`scripts/run_studies.sh`, budget in the `iters` column)\n",
         "".join(f"![{p.stem}](fig_{p.stem}.png)\n" for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
