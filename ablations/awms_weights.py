@@ -30,7 +30,7 @@ def branch_energy(model, dataset: str = "Set5", data_root=None, max_images: int 
         lr = proto.make_lr(hr, model.scale)
         x = torch.from_numpy(lr)
         x = (x.unsqueeze(0).expand(3, -1, -1) if x.ndim == 2 else x.permute(2, 0, 1)).unsqueeze(0).float() / 255
-        f = model.features(model._normalize(x))
+        f = model.features(model.normalize(x))
         for k in model.tail.kernels:
             energy[k] += float(model.tail.branch(k, f).pow(2).mean())
     return energy

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.awsrn import AWSRN, LFB
+from .models.awsrn import AWSRN, LFB, normalize_input
 from .models.layers import WNConv2d
 
 
@@ -97,10 +97,7 @@ class DeployAWSRN(nn.Module):
         return self.cfg.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.cfg.input_range
-        if self.cfg.mean_shift:
-            x = (x - self.rgb_mean * 255.0) / 127.5
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = normalize_input(x, self.cfg, self.rgb_mean).contiguous(memory_format=torch.channels_last)
         h = self.body(self.head(x))
         if self.attention is not None:
             h = self.attention(h)

@@ -14,7 +14,16 @@ from ..config import AWSRNConfig
 from .bam import BalancedAttention
 from .layers import Scale, WNConv2d
 
-__all__ = ["AWRU", "LFB", "AWMS", "AWSRN"]
+__all__ = ["AWRU", "LFB", "AWMS", "AWSRN", "normalize_input"]
+
+
+def normalize_input(x: torch.Tensor, cfg: AWSRNConfig, rgb_mean: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> the input convention the weights were trained with (``cfg.input_range``, and
+    the DIV2K mean shift ``(x - mean*255) / 127.5`` when ``cfg.mean_shift``)."""
+    x = x * cfg.input_range
+    if cfg.mean_shift:
+        x = (x - rgb_mean * 255.0) / 127.5
+    return x
 
 
 class WSE(nn.Module):
@@ -136,11 +145,8 @@ class AWSRN(nn.Module):
     def scale(self) -> int:
         return self.cfg.scale
 
-    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.cfg.input_range
-        if self.cfg.mean_shift:
-            x = (x - self.rgb_mean * 255.0) / 127.5
-        return x
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize_input(x, self.cfg, self.rgb_mean)
 
     def _denormalize(self, y: torch.Tensor) -> torch.Tensor:
         if self.cfg.mean_shift:
@@ -153,5 +159,5 @@ class AWSRN(nn.Module):
         return self.attention(h) if self.attention is not None else h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._normalize(x)
+        x = self.normalize(x)
         return self._denormalize(self.tail(self.features(x)) + self.skip(x))
