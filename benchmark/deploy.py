@@ -25,8 +25,9 @@ from .models.layers import WNConv2d
 
 
 def _plain(conv: WNConv2d, scale: float | torch.Tensor = 1.0) -> nn.Conv2d:
+    # built in the source's dtype and device, so that a float64 deploy is exact to float64 rounding
     out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
-                    bias=conv.bias is not None)
+                    bias=conv.bias is not None, dtype=conv.weight_v.dtype, device=conv.weight_v.device)
     with torch.no_grad():
         out.weight.copy_(conv.weight * scale)
         if conv.bias is not None:
@@ -66,12 +67,13 @@ class DeployAWSRN(nn.Module):
         self.attention = copy.deepcopy(model.attention)
         # output affine: y -> (y * a + c) / input_range, per colour
         a = 127.5 if cfg.mean_shift else 1.0
-        c = model.rgb_mean.detach().view(3) * 255.0 if cfg.mean_shift else torch.zeros(3)
+        like = dict(dtype=model.rgb_mean.dtype, device=model.rgb_mean.device)
+        c = model.rgb_mean.detach().view(3) * 255.0 if cfg.mean_shift else torch.zeros(3, **like)
         a, c = a / cfg.input_range, c / cfg.input_range
         kmax = max(model.tail.kernels)
         nf, out_ch = cfg.n_feats, 3 * s * s
-        w = torch.zeros(out_ch, nf, kmax, kmax)
-        b = torch.zeros(out_ch)
+        w = torch.zeros(out_ch, nf, kmax, kmax, **like)
+        b = torch.zeros(out_ch, **like)
         with torch.no_grad():
             for k in model.tail.kernels:
                 conv = getattr(model.tail, f"tail_k{k}")
@@ -79,7 +81,7 @@ class DeployAWSRN(nn.Module):
                 p = (kmax - k) // 2
                 w[:, :, p:p + k, p:p + k] += conv.weight * lam
                 b += conv.bias * lam
-        self.tail = nn.Conv2d(nf, out_ch, kmax, padding=kmax // 2)
+        self.tail = nn.Conv2d(nf, out_ch, kmax, padding=kmax // 2, **like)
         self.skip = _plain(model.skip[0])
         # PixelShuffle sends channel col*s*s + i to colour col: the constant goes on those biases.
         c_ch = c.repeat_interleave(s * s)

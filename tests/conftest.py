@@ -17,3 +17,10 @@ def data_root() -> Path:
     if not (path / "benchmark").is_dir():
         pytest.skip(f"AWSRN_DATA={root} has no benchmark/ folder")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws the same random inputs on every run and machine order, so a tolerance that
+    passes once passes again (tests that need their own stream pass a Generator)."""
+    torch.manual_seed(0)
