@@ -25,7 +25,9 @@ STUDIES = {
 
 
 def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies", device: str = "cpu",
-        datasets=("Set5", "Set14"), data_root=None) -> pd.DataFrame:
+        datasets=("Set5", "Set14"), data_root=None, **train_kw) -> pd.DataFrame:
+    """Train each variant of ``study`` for ``iters`` iterations (cosine schedule) and grade it on
+    ``datasets``; ``train_kw`` goes to ``TrainConfig`` (batch, patch, seed, ...), equal for every variant."""
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
     from benchmark.registry import create_model
@@ -34,10 +36,14 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     rows = []
     for label, overrides in STUDIES[study]["variants"].items():
         variant = label.split("[")[0]
-        run_dir = Path(out) / study / label.replace("[", "-").replace("]", "").replace("=", "")
+        # keyed by variant, scale and budget (not by study): the AWSRN-S baseline that the BAM, unit and
+        # LRFU studies share is trained once per budget, and a rerun resumes instead of retraining
+        run_dir = (Path(out) / f"x{scale}-{iters}it"
+                   / label.replace("[", "-").replace("]", "").replace("=", ""))
         train(TrainConfig(model=variant, scale=scale, data=tuple(data), out=str(run_dir), iters=iters,
                           schedule="cosine", device=device, val_every=iters, ckpt_every=iters,
-                          log_every=max(1, iters // 20), overrides=overrides), resume=True, progress=False)
+                          log_every=max(1, iters // 20), overrides=overrides, **train_kw),
+              resume=True, progress=False)
         m = create_model(variant, scale=scale, weights=run_dir / "model.safetensors", **overrides)
         res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
         for _, r in res.summary.iterrows():

@@ -197,7 +197,8 @@ def write_index(out: Path) -> None:
         "![pruning with fine-tune](fig_ablation_branch_pruning_finetune.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
         "## Training studies — `study_*.csv` (`scripts/run_studies.sh`, budget in the `iters` column)\n",
-        "".join(f"![{p.stem}](fig_{p.stem}.png)\n" for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
+        "".join(f"### {p.stem}\n\n" + _md(p) + f"\n![{p.stem}](fig_{p.stem}.png)\n"
+                for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
         "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead.csv` "
         "(evaluate wall time vs forward time, `scripts/eval_overhead.py`), `train_throughput_cpu.csv` "

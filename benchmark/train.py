@@ -205,12 +205,31 @@ def _dist_info():
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _finished(cfg: TrainConfig) -> dict | None:
+    """The summary of a run in ``cfg.out`` that already reached its last iteration, else None."""
+    out = Path(cfg.out)
+    if not ((out / "checkpoint.pt").is_file() and (out / "model.safetensors").is_file()):
+        return None
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    target = int(state.get("horizon", cfg.iters)) if cfg.time_budget_s else cfg.iters
+    if int(state["iter"]) < target:
+        return None
+    summary = {"iters": int(state["iter"]), "out": str(out), "seconds": 0.0}
+    log_path = out / "train_log.csv"
+    if log_path.is_file():
+        last = pd.read_csv(log_path).iloc[-1]
+        summary.update(loss=float(last["loss"]), val_psnr=float(last["val_psnr"]))
+    return summary
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train, writing ``<out>/checkpoint.pt`` (resumable state), ``<out>/model.safetensors`` (+ .json),
     ``<out>/train_log.csv`` and ``<out>/recipe.json``. Returns a summary dict."""
     from .registry import create_model
 
     world, rank, local_rank = _dist_info()
+    if resume and (done := _finished(cfg)) is not None:
+        return done     # a finished run is left as it is (its files are not rewritten)
     device = torch.device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)

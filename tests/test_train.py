@@ -13,6 +13,7 @@ from PIL import Image
 from benchmark.checkpoints import CheckpointError, read_checkpoint
 from benchmark.train import TrainConfig, load_pruned, split_train_val, train
 from benchmark import create_model
+from benchmark.complexity import count_params
 
 TINY = {"n_feats": 8, "block_feats": 16, "n_awru": 2}
 
@@ -113,3 +114,22 @@ def test_ddp_two_processes_follow_single_process(train_dir, tmp_path):
     two = pd.read_csv(tmp_path / "two/train_log.csv")
     assert json.loads((tmp_path / "two/recipe.json").read_text())["world_size"] == 2
     assert np.allclose(one.loss, two.loss, atol=1e-5, rtol=0)
+
+
+def test_training_study_trains_each_variant_once_at_one_budget(train_dir, tmp_path):
+    from ablations.training_studies import run
+
+    kw = dict(iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+              batch=2, patch=12, val_images=1)
+    bam = run("bam", **kw)
+    assert list(bam.variant) == ["awsrn-s", "awsrn-s-bam"] and set(bam.iters) == {2}
+    assert list(bam.params) == [count_params(create_model(v, scale=2)) for v in bam.variant]
+    assert bam.psnr.between(5, 60).all()
+    base = tmp_path / "runs" / "x2-2it" / "awsrn-s" / "model.safetensors"
+    stamp = base.stat().st_mtime_ns
+    lrfu = run("lrfu", **kw)          # shares the AWSRN-S baseline: resumed at its end, not retrained
+    assert base.stat().st_mtime_ns == stamp
+    assert lrfu.set_index("variant").loc["awsrn-s", "psnr"] == pytest.approx(
+        bam.set_index("variant").loc["awsrn-s", "psnr"], abs=1e-12)
+    assert sorted(p.name for p in (tmp_path / "runs" / "x2-2it").iterdir()) == [
+        "awsrn-s", "awsrn-s-bam", "awsrn-s-nolrfu"]
