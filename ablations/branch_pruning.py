@@ -32,7 +32,9 @@ def pareto(df: pd.DataFrame, cost: str = "multi_adds_g", gain: str = "psnr") -> 
 
 
 def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_root=None, finetune_iters: int = 0,
-        train_data=(), latency_lr=(64, 64), out_dir: str | None = None) -> pd.DataFrame:
+        train_data=(), latency_lr=(64, 64), out_dir: str | None = None, **train_kw) -> pd.DataFrame:
+    """Rows per subset, arm ('none', 'finetune-N') and dataset; ``train_kw`` goes to the fine-tune's
+    ``TrainConfig`` (batch, patch, seed, ...)."""
     from benchmark.checkpoints import read_checkpoint
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
@@ -49,14 +51,17 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         model = AWSRN(replace(cfg, awms_kernels=sub))
         load_pruned(model, checkpoint)
         modes = [("none", model)]
-        if finetune_iters and len(sub) < 4:
+        # the full set is fine-tuned too: it is the control that the fine-tuned subsets are measured
+        # against (the extra iterations alone move a short-schedule checkpoint)
+        if finetune_iters:
             tag = "".join(map(str, sub))
-            run_dir = Path(out_dir or "runs") / f"prune-{variant}-x{cfg.scale}-awms{tag}"
+            run_dir = (Path(out_dir or "runs") / "prune" / Path(checkpoint).resolve().parent.name
+                       / f"awms{tag}-{finetune_iters}it")
             tc = TrainConfig(model=variant or "awsrn-s", scale=cfg.scale, data=tuple(train_data), out=str(run_dir),
                              iters=finetune_iters, lr=1e-4, schedule="cosine", val_every=finetune_iters,
                              log_every=max(1, finetune_iters // 10), ckpt_every=finetune_iters,
-                             init_from=checkpoint, overrides={**structure, "awms_kernels": sub})
-            train(tc, progress=False)
+                             init_from=checkpoint, overrides={**structure, "awms_kernels": sub}, **train_kw)
+            train(tc, resume=True, progress=False)   # an interrupted arm resumes; a finished one is kept
             ft = create_model(variant or "awsrn-s", scale=cfg.scale, weights=run_dir / "model.safetensors", awms_kernels=sub,
                               **structure)
             modes.append((f"finetune-{finetune_iters}", ft))
@@ -71,9 +76,11 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
                              "params": count_params(m), "multi_adds_g": cx["multi_adds_g"],
                              "latency_ms": lat["median_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}"})
     df = pd.DataFrame(rows)
-    full = df[df.kernels == "3579"].set_index("dataset")
+    # deltas against the full model of the same arm (no retraining vs no retraining, fine-tuned vs fine-tuned)
+    full = df[df.kernels == "3579"].set_index(["dataset", "retrain"])
+    key = pd.MultiIndex.from_frame(df[["dataset", "retrain"]])
     for col in ("psnr", "ssim", "params", "multi_adds_g", "latency_ms"):
-        df[f"d_{col}"] = df[col] - df.dataset.map(full[col])
+        df[f"d_{col}"] = df[col].to_numpy() - full[col].reindex(key).to_numpy()
     df["pareto"] = False
     for (ds, mode), g in df.groupby(["dataset", "retrain"]):
         df.loc[g.index, "pareto"] = pareto(g)
@@ -95,8 +102,12 @@ if __name__ == "__main__":
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv")
     a = p.parse_args()
+    ck = Path(a.checkpoint).resolve().parent.name
     df = run(a.checkpoint, a.variant, tuple(a.datasets.split(",")), a.data_root, a.finetune_iters,
-             [d for d in a.data.split(",") if d]).assign(checkpoint=Path(a.checkpoint).parent.name)
+             [d for d in a.data.split(",") if d]).assign(checkpoint=ck)
+    if Path(a.out).is_file():   # one table for all checkpoints: this checkpoint's rows are replaced
+        old = pd.read_csv(a.out, dtype={"kernels": str})
+        df = pd.concat([old[old.checkpoint != ck], df], ignore_index=True)
     write_table(df, a.out)
     report.fig_pruning(df, Path(a.out).with_name("fig_" + Path(a.out).stem + ".png"))
     print(df[["kernels", "retrain", "dataset", "psnr", "d_psnr", "d_multi_adds_g"]].to_string(index=False))

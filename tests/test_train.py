@@ -133,3 +133,20 @@ def test_training_study_trains_each_variant_once_at_one_budget(train_dir, tmp_pa
         bam.set_index("variant").loc["awsrn-s", "psnr"], abs=1e-12)
     assert sorted(p.name for p in (tmp_path / "runs" / "x2-2it").iterdir()) == [
         "awsrn-s", "awsrn-s-bam", "awsrn-s-nolrfu"]
+
+
+def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_dir, tmp_path):
+    from ablations.branch_pruning import run
+
+    ck = tmp_path / "ck"
+    train(_cfg(train_dir, ck, iters=2))
+    df = run(str(ck / "model.safetensors"), "awsrn-s", ("skimage",), finetune_iters=2,
+             train_data=[str(train_dir)], latency_lr=(16, 16), out_dir=str(tmp_path / "runs"),
+             batch=2, patch=12, val_images=1)
+    assert len(df) == 30 and set(df.retrain) == {"none", "finetune-2"}
+    full = df[df.kernels == "3579"].set_index("retrain")
+    assert full.loc["none", "psnr"] != full.loc["finetune-2", "psnr"]    # the control moved too
+    assert (full.d_psnr == 0).all()
+    ft = df[df.retrain == "finetune-2"]
+    assert np.allclose(ft.d_psnr, ft.psnr - full.loc["finetune-2", "psnr"])
+    assert (tmp_path / "runs" / "prune" / "ck" / "awms35-2it" / "model.safetensors").is_file()
