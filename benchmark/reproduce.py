@@ -167,6 +167,17 @@ def _md(path: Path, max_rows: int | None = None) -> str:
     return df.to_markdown(index=False, floatfmt=".4f") + "\n"
 
 
+def _pruning_summary(path: Path) -> str:
+    """The fine-tuned arm, one row per checkpoint and subset: what each removal costs and saves."""
+    if not path.is_file():
+        return ""
+    df = pd.read_csv(path, dtype={"kernels": str})
+    ft = df[df.retrain.str.startswith("finetune")]
+    cols = ["checkpoint", "dataset", "kernels", "retrain", "psnr", "d_psnr", "d_ssim", "d_params", "d_multi_adds_g"]
+    return ft.sort_values(["checkpoint", "dataset", "d_psnr"], ascending=[True, True, False])[cols].to_markdown(
+        index=False, floatfmt=".4f") + "\n"
+
+
 def write_index(out: Path) -> None:
     """results/README.md: what each file is, the key tables inline, the figures embedded."""
     cols = lambda p, c: pd.read_csv(p)[c].to_markdown(index=False, floatfmt=".4f") + "\n" if p.is_file() else ""  # noqa: E731
@@ -191,9 +202,12 @@ def write_index(out: Path) -> None:
         "![lambda](fig_awms_lambda.png)\n",
         "## Branch pruning without retraining — `ablation_branch_pruning.{csv,md,tex}`\n",
         "![pruning](fig_pruning.png)\n",
-        "With a short fine-tune of each pruned model from the full one (`python -m ablations.branch_pruning "
-        "checkpoints/awsrn-s-x4/model.safetensors --finetune-iters 60 --data ../shared/data/train/T91,"
-        "../shared/data/train/BSD200 --data-root ../shared/data`): `ablation_branch_pruning_finetune.csv`\n",
+        "With a short fine-tune of each pruned model from the full one, and of the full model itself as the "
+        "control that the deltas are taken against (`python -m ablations.branch_pruning "
+        "checkpoints/<name>/model.safetensors --finetune-iters 60 --data ../shared/data/train/T91,"
+        "../shared/data/train/BSD200 --data-root ../shared/data`, one run per checkpoint): "
+        "`ablation_branch_pruning_finetune.csv`\n",
+        _pruning_summary(out / "ablation_branch_pruning_finetune.csv"),
         "![pruning with fine-tune](fig_ablation_branch_pruning_finetune.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
         "## Training studies — `study_*.csv` (`scripts/run_studies.sh`, budget in the `iters` column)\n",
