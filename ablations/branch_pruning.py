@@ -87,27 +87,23 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     return df
 
 
-if __name__ == "__main__":
-    import argparse
-
+def merge_into(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Write ``df`` (with a ``checkpoint`` column) into the table at ``path``, replacing that checkpoint's
+    rows and keeping the others, and draw the table's figure next to it; returns the whole table."""
     from benchmark import report
     from benchmark.results import write_table
 
-    p = argparse.ArgumentParser(description="branch pruning of one checkpoint, with an optional fine-tune arm")
-    p.add_argument("checkpoint")
-    p.add_argument("--variant", default="awsrn-s")
-    p.add_argument("--finetune-iters", type=int, default=0)
-    p.add_argument("--data", default="", help="training folders for the fine-tune, comma-separated")
-    p.add_argument("--datasets", default="Set5")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv")
-    a = p.parse_args()
-    ck = Path(a.checkpoint).resolve().parent.name
-    df = run(a.checkpoint, a.variant, tuple(a.datasets.split(",")), a.data_root, a.finetune_iters,
-             [d for d in a.data.split(",") if d]).assign(checkpoint=ck)
-    if Path(a.out).is_file():   # one table for all checkpoints: this checkpoint's rows are replaced
-        old = pd.read_csv(a.out, dtype={"kernels": str})
-        df = pd.concat([old[old.checkpoint != ck], df], ignore_index=True)
-    write_table(df, a.out)
-    report.fig_pruning(df, Path(a.out).with_name("fig_" + Path(a.out).stem + ".png"))
-    print(df[["kernels", "retrain", "dataset", "psnr", "d_psnr", "d_multi_adds_g"]].to_string(index=False))
+    path = Path(path)
+    if path.is_file():
+        old = pd.read_csv(path, dtype={"kernels": str})
+        df = pd.concat([old[~old.checkpoint.isin(df.checkpoint.unique())], df], ignore_index=True)
+    write_table(df, path)
+    report.fig_pruning(df, path.with_name(f"fig_{path.stem}.png"))
+    return df
+
+
+if __name__ == "__main__":   # the same as `awsrn-bench ablate pruning ...`
+    import sys
+
+    from benchmark.cli import main
+    sys.exit(main(["ablate", "pruning", *sys.argv[1:]]))

@@ -7,7 +7,6 @@ Declared here: BAM on/off, residual unit (RU / wRU / AWRU), LRFU on/off and the 
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -53,17 +52,8 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     return pd.DataFrame(rows)
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("study", choices=sorted(STUDIES))
-    p.add_argument("--iters", type=int, required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--scale", type=int, default=4)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--out", default="results/study_{study}.csv")
-    a = p.parse_args()
-    df = run(a.study, a.iters, a.data.split(","), a.scale, device=a.device, data_root=a.data_root)
-    from benchmark.results import write_table
-    write_table(df, a.out.format(study=a.study))
-    print(df.to_string(index=False))
+if __name__ == "__main__":   # the same as `awsrn-bench ablate study ...`
+    import sys
+
+    from benchmark.cli import main
+    sys.exit(main(["ablate", "study", *sys.argv[1:]]))

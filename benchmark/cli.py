@@ -156,6 +156,36 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    """The AWMS ablations: learned weights, branch pruning, and the training studies."""
+    from .results import write_table
+    if args.study == "awms-weights":
+        from ablations import awms_weights
+        paths = [p for p in args.checkpoints.split(",") if p]
+        df = awms_weights.run({Path(p).resolve().parent.name: p for p in paths}, args.dataset, args.data_root)
+        cols = ["checkpoint", "scale", "kernel", "lambda", "energy_share"]
+    elif args.study == "pruning":
+        from ablations import branch_pruning
+        df = branch_pruning.run(args.checkpoint, args.variant, tuple(args.datasets.split(",")), args.data_root,
+                                args.finetune_iters, [d for d in args.data.split(",") if d])
+        df = df.assign(checkpoint=Path(args.checkpoint).resolve().parent.name)
+        if args.out:
+            branch_pruning.merge_into(df, args.out)
+        cols = ["checkpoint", "kernels", "retrain", "dataset", "psnr", "d_psnr", "d_params", "d_multi_adds_g"]
+    else:
+        from ablations import training_studies
+        df = training_studies.run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale,
+                                  device=args.device, datasets=tuple(args.datasets.split(",")),
+                                  data_root=args.data_root)
+        if args.out:
+            write_table(df, args.out.format(study=args.name))
+        cols = ["variant", "iters", "dataset", "psnr", "ssim", "params"]
+    if args.study == "awms-weights" and args.out:
+        write_table(df, args.out)
+    emit(df[cols], args.format)
+    return 0
+
+
 def _add_latency_flags(s, preset="720p"):
     s.add_argument("--device", default="cpu")
     s.add_argument("--preset", default=preset, choices=["720p", "ntire"])
@@ -258,6 +288,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--latency-repeats", type=int, default=20)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_reproduce)
+
+    s = sub.add_parser("ablate", help="AWMS ablations: learned weights, branch pruning, training studies")
+    kinds = s.add_subparsers(dest="study", required=True)
+    k = kinds.add_parser("awms-weights", help="lambda and the energy share of each AWMS branch, per checkpoint")
+    k.add_argument("checkpoints", help="native checkpoints, comma-separated")
+    k.add_argument("--dataset", default="Set5")
+    k.add_argument("--out", default=None, help="also write the table to this CSV")
+    k = kinds.add_parser("pruning", help="all 15 AWMS subsets of a checkpoint, optionally fine-tuned")
+    k.add_argument("checkpoint")
+    k.add_argument("--variant", default="awsrn-s")
+    k.add_argument("--finetune-iters", type=int, default=0, help="0: without retraining only")
+    k.add_argument("--data", default="", help="training folders for the fine-tune, comma-separated")
+    k.add_argument("--datasets", default="Set5")
+    k.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv",
+                   help="table shared by all checkpoints (this checkpoint's rows are replaced); '' to skip")
+    k = kinds.add_parser("study", help="train the variants of a study at one budget and grade them")
+    from ablations.training_studies import STUDIES
+    k.add_argument("name", choices=sorted(STUDIES))
+    k.add_argument("--iters", type=int, required=True, help="the budget, equal for every variant")
+    k.add_argument("--data", required=True, help="training folders, comma-separated")
+    k.add_argument("--scale", type=int, default=4)
+    k.add_argument("--device", default="cpu")
+    k.add_argument("--datasets", default="Set5,Set14")
+    k.add_argument("--out", default="results/study_{study}.csv")
+    for k in kinds.choices.values():
+        k.add_argument("--data-root", default=None)
+        k.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
+    s.set_defaults(func=cmd_ablate)
 
     s = sub.add_parser("convert", help="write any readable checkpoint in the native safetensors format")
     s.add_argument("input")

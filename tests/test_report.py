@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -55,3 +57,41 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
         assert (out / name).is_file(), name
     assert len(pd.read_csv(out / "ablation_branch_pruning.csv")) == 15
     assert "![pruning](fig_pruning.png)" in (out / "README.md").read_text()
+
+
+def test_cli_ablate_awms_weights_reads_lambda_from_the_checkpoint(tmp_path, capsys):
+    from benchmark.checkpoints import read_checkpoint
+    from benchmark.cli import main
+
+    ck = Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x2" / "model.safetensors"
+    out = tmp_path / "aw.csv"
+    assert main(["ablate", "awms-weights", str(ck), "--dataset", "skimage", "--out", str(out),
+                 "--format", "csv"]) == 0
+    df = pd.read_csv(out)
+    sd = read_checkpoint(ck).state_dict
+    assert list(df.kernel) == [3, 5, 7, 9] and set(df.checkpoint) == {"awsrn-sd-x2"}
+    assert df["lambda"].tolist() == pytest.approx([float(sd[f"tail.scale_k{k}.scale"]) for k in (3, 5, 7, 9)])
+    assert df.energy_share.sum() == pytest.approx(1.0) and (df.energy_share > 0).all()
+    assert "awsrn-sd-x2" in capsys.readouterr().out
+
+
+def test_cli_ablate_pruning_names_a_missing_checkpoint(tmp_path, capsys):
+    from benchmark.cli import main
+
+    assert main(["ablate", "pruning", str(tmp_path / "nope.safetensors"), "--out", ""]) == 2
+    err = capsys.readouterr().err
+    assert "awsrn-bench ablate: error" in err and "nope.safetensors" in err
+
+
+def test_pruning_table_merges_per_checkpoint(tmp_path):
+    from ablations.branch_pruning import merge_into
+
+    row = dict(kernels="3579", n_branches=4, retrain="none", dataset="Set5", psnr=30.0, pareto=True,
+               d_psnr=0.0, d_multi_adds_g=0.0)
+    path = tmp_path / "ft.csv"
+    merge_into(pd.DataFrame([{**row, "checkpoint": "a"}]), path)
+    merge_into(pd.DataFrame([{**row, "checkpoint": "b", "psnr": 31.0}]), path)
+    merged = merge_into(pd.DataFrame([{**row, "checkpoint": "a", "psnr": 29.0}]), path)
+    assert sorted(zip(merged.checkpoint, merged.psnr)) == [("a", 29.0), ("b", 31.0)]
+    assert pd.read_csv(path, dtype={"kernels": str}).kernels.tolist() == ["3579", "3579"]
+    assert (tmp_path / "fig_ft.png").is_file()
