@@ -3,10 +3,10 @@
 # results/study_<name>.csv; `awsrn-bench reproduce` draws their figures. A GPU user raises ITERS:
 #   ITERS=20000 DEVICE=cuda scripts/run_studies.sh bam unit lrfu n_lfb
 set -eu
-ITERS=${ITERS:-100}
+ITERS=${ITERS:-500}
 DEVICE=${DEVICE:-cpu}
 ROOT=${AWSRN_DATA:-../shared/data}
 for study in "$@"; do
-  .venv/bin/python -m ablations.training_studies "$study" --iters "$ITERS" --device "$DEVICE" \
+  .venv/bin/awsrn-bench ablate study "$study" --iters "$ITERS" --device "$DEVICE" \
     --data "$ROOT/train/T91,$ROOT/train/BSD200" --data-root "$ROOT" --scale 4
 done
