@@ -245,7 +245,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, scale=cfg.scale, **cfg.overrides).to(device)
-    if cfg.init_from and not resume:
+    ckpt_path = Path(cfg.out) / "checkpoint.pt"
+    if cfg.init_from and not (resume and ckpt_path.is_file()):   # a resumed run restores its own state below
         load_pruned(model, cfg.init_from)
     model.train()
     if cfg.channels_last:
@@ -264,7 +265,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     sampler = PatchSampler(pairs, cfg.scale, cfg.patch, device, cfg.seed)
 
     start, log_rows = 0, []
-    ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])

@@ -87,6 +87,14 @@ def test_pruned_variant_initialised_from_full(train_dir, tmp_path):
     train(_cfg(train_dir, tmp_path / "ft", iters=2, model="awsrn-s-awms35",
                init_from=str(tmp_path / "full/model.safetensors")), progress=False)
     assert read_checkpoint(tmp_path / "ft/model.safetensors").config.awms_kernels == (3, 5)
+    # with lr 0 the fine-tune keeps the initialisation: it came from the full model, also with resume=True
+    # on a fresh folder (the pruning study's call)
+    for resume in (False, True):
+        out = tmp_path / f"ft0-{resume}"
+        train(_cfg(train_dir, out, iters=2, model="awsrn-s-awms35", lr=0.0,
+                   init_from=str(tmp_path / "full/model.safetensors")), resume=resume, progress=False)
+        got = read_checkpoint(out / "model.safetensors").state_dict
+        assert all(torch.equal(got[k], src.state_dict[k]) for k in got)
     wrong = create_model("awsrn-s", scale=2, **{**TINY, "n_feats": 16})
     with pytest.raises(CheckpointError, match="does not fit"):
         load_pruned(wrong, tmp_path / "full/model.safetensors")
