@@ -87,6 +87,17 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     return df
 
 
+def removal_vs_weights(pruning: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claim in one table: for each single-branch removal (three branches left), its cost in
+    each arm next to the removed branch's learned lambda and energy share (``ablations.awms_weights``)."""
+    one = pruning[pruning.n_branches == 3].copy()
+    one["removed"] = one.kernels.astype(str).map(lambda k: next(int(c) for c in "3579" if c not in k))
+    w = weights.drop_duplicates(["checkpoint", "kernel"]).rename(columns={"kernel": "removed"})
+    one = one.merge(w[["checkpoint", "removed", "lambda", "energy_share"]], on=["checkpoint", "removed"], how="left")
+    cols = ["checkpoint", "dataset", "retrain", "removed", "lambda", "energy_share", "d_psnr", "d_multi_adds_g"]
+    return one[cols].sort_values(["checkpoint", "dataset", "retrain", "lambda"]).reset_index(drop=True)
+
+
 def merge_into(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """Write ``df`` (with a ``checkpoint`` column) into the table at ``path``, replacing that checkpoint's
     rows and keeping the others, and draw the table's figure next to it; returns the whole table."""

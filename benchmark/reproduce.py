@@ -178,6 +178,15 @@ def _pruning_summary(path: Path) -> str:
         index=False, floatfmt=".4f") + "\n"
 
 
+def _removal_table(out: Path) -> str:
+    ft, aw = out / "ablation_branch_pruning_finetune.csv", out / "ablation_awms_weights.csv"
+    if not (ft.is_file() and aw.is_file()):
+        return ""
+    from ablations.branch_pruning import removal_vs_weights
+    table = removal_vs_weights(pd.read_csv(ft, dtype={"kernels": str}), pd.read_csv(aw))
+    return table[table.retrain != "none"].to_markdown(index=False, floatfmt=".4f") + "\n"
+
+
 def write_index(out: Path) -> None:
     """results/README.md: what each file is, the key tables inline, the figures embedded."""
     cols = lambda p, c: pd.read_csv(p)[c].to_markdown(index=False, floatfmt=".4f") + "\n" if p.is_file() else ""  # noqa: E731
@@ -208,6 +217,9 @@ def write_index(out: Path) -> None:
         "../shared/data/train/BSD200 --data-root ../shared/data`, one run per checkpoint): "
         "`ablation_branch_pruning_finetune.csv`\n",
         _pruning_summary(out / "ablation_branch_pruning_finetune.csv"),
+        "Does lambda name the branch to remove? Each single-branch removal, its cost, and the removed "
+        "branch's lambda and energy share (`ablations.branch_pruning.removal_vs_weights`):\n",
+        _removal_table(out),
         "![pruning with fine-tune](fig_ablation_branch_pruning_finetune.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
         "## Training studies — `study_*.csv` (`scripts/run_studies.sh`, budget in the `iters` column)\n",

@@ -95,3 +95,16 @@ def test_pruning_table_merges_per_checkpoint(tmp_path):
     assert sorted(zip(merged.checkpoint, merged.psnr)) == [("a", 29.0), ("b", 31.0)]
     assert pd.read_csv(path, dtype={"kernels": str}).kernels.tolist() == ["3579", "3579"]
     assert (tmp_path / "fig_ft.png").is_file()
+
+
+def test_removal_vs_weights_pairs_each_removal_with_the_removed_branch():
+    from ablations.branch_pruning import removal_vs_weights
+
+    pr = pd.DataFrame([{"checkpoint": "c", "dataset": "Set5", "retrain": "none", "kernels": k,
+                        "n_branches": len(k), "d_psnr": -float(i), "d_multi_adds_g": -1.0}
+                       for i, k in enumerate(["3579", "579", "379", "359", "357", "35"])])
+    aw = pd.DataFrame([{"checkpoint": "c", "kernel": k, "lambda": lam, "energy_share": 0.25}
+                       for k, lam in [(3, 0.4), (5, 0.3), (7, 0.2), (9, 0.1)]])
+    t = removal_vs_weights(pr, aw)
+    assert list(t.removed) == [9, 7, 5, 3]                      # sorted by lambda, one row per removal
+    assert list(t.d_psnr) == [-4.0, -3.0, -2.0, -1.0]            # 357 removed 9, ..., 579 removed 3
