@@ -212,7 +212,7 @@ def write_index(out: Path) -> None:
         "## Branch pruning without retraining — `ablation_branch_pruning.{csv,md,tex}`\n",
         "![pruning](fig_pruning.png)\n",
         "With a short fine-tune of each pruned model from the full one, and of the full model itself as the "
-        "control that the deltas are taken against (`python -m ablations.branch_pruning "
+        "control that the deltas are taken against (`awsrn-bench ablate pruning "
         "checkpoints/<name>/model.safetensors --finetune-iters 60 --data ../shared/data/train/T91,"
         "../shared/data/train/BSD200 --data-root ../shared/data`, one run per checkpoint): "
         "`ablation_branch_pruning_finetune.csv`\n",
@@ -222,7 +222,8 @@ def write_index(out: Path) -> None:
         _removal_table(out),
         "![pruning with fine-tune](fig_ablation_branch_pruning_finetune.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
-        "## Training studies — `study_*.csv` (`scripts/run_studies.sh`, budget in the `iters` column)\n",
+        "## Training studies — `study_*.csv` (`ITERS=500 scripts/run_studies.sh bam unit lrfu n_lfb`, budget in "
+        "the `iters` column; AWSRN-S x4 from scratch, cosine schedule, T91+BSD200)\n",
         "".join(f"### {p.stem}\n\n" + _md(p) + f"\n![{p.stem}](fig_{p.stem}.png)\n"
                 for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
