@@ -145,7 +145,7 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         g = pd.read_csv(gpu_lat)
         report.fig_psnr_vs_latency(g[(g.precision == "fp32")], evals, out / "fig_psnr_vs_latency.png",
                                    datasets[0])
-    ft = out / "ablation_branch_pruning_finetune.csv"   # written by `python -m ablations.branch_pruning`
+    ft = out / "ablation_branch_pruning_finetune.csv"   # written by `awsrn-bench ablate pruning`
     if ft.is_file():
         report.fig_pruning(pd.read_csv(ft), out / "fig_ablation_branch_pruning_finetune.png")
     for study_csv in sorted(out.glob("study_*.csv")):   # written by scripts/run_studies.sh
