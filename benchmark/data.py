@@ -24,7 +24,7 @@ ALIASES = {"bsd100": "B100", "bsds100": "B100", "set5": "Set5", "set14": "Set14"
            "urban100": "Urban100", "manga109": "Manga109", "skimage": "skimage"}
 SKIMAGE_IMAGES = ("astronaut", "camera", "chelsea", "coffee", "rocket")  # camera is grayscale
 IMAGE_EXTS = {".png", ".bmp", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm"}
-LR_CACHE_VERSION = "lr-v1"
+LR_CACHE_VERSION = "lr-v2"  # v2: MATLAB rounding (halves away from zero)
 
 
 class ImageReadError(ValueError):
