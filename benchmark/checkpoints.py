@@ -203,14 +203,18 @@ def model_from_checkpoint(path: str | Path) -> nn.Module:
 
 
 # --------------------------------------------------------------------------------------- writing
-def save_native(model: nn.Module, path: str | Path, extra_metadata: dict | None = None) -> Path:
-    """Write ``model`` as ``path`` (safetensors, config in its metadata) plus ``<stem>.json``; atomic."""
+def save_native(model: nn.Module, path: str | Path, extra_metadata: dict | None = None,
+                dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` as ``path`` (safetensors, config in its metadata) plus ``<stem>.json``; atomic.
+    ``dtype=torch.float16`` stores the tensors compactly (loading casts them to the model's dtype)."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: the native format is a .safetensors file")
     cfg_json = json.dumps(model.cfg.to_dict(), sort_keys=True)
     meta = {"format": NATIVE_FORMAT, "config": cfg_json, **(extra_metadata or {})}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        meta["storage_dtype"] = str(dtype).replace("torch.", "")
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     side = path.with_suffix(".json")
     atomic_write(side, lambda tmp: Path(tmp).write_text(json.dumps(json.loads(cfg_json), indent=2) + "\n"))

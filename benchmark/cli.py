@@ -136,7 +136,8 @@ def cmd_train(args) -> int:
                       seed=args.seed, val_images=args.val_images, val_every=args.val_every,
                       log_every=args.log_every, ckpt_every=args.ckpt_every, device=args.device, amp=args.amp,
                       channels_last=args.channels_last, compile=args.compile, init_from=args.init_from,
-                      time_budget_s=args.time_budget, overrides=_overrides(args.set))
+                      time_budget_s=args.time_budget, overrides=_overrides(args.set), fast=not args.no_fast, graph=not args.no_graph,
+                      monitor=_names(args.monitor), data_root=args.data_root, save_dtype=args.save_dtype)
     summary = train(cfg, resume=args.resume, progress=not args.quiet)
     print(json.dumps(summary))
     if args.eval_datasets and int(os.environ.get("RANK", "0")) == 0:
@@ -146,6 +147,39 @@ def cmd_train(args) -> int:
         from .results import write_table
         write_table(res.summary, Path(cfg.out) / "eval.csv")
         emit(res.summary[["dataset", "scale", "psnr", "ssim", "n_images"]], "table")
+    return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
+
+
+def cmd_train_group(args) -> int:
+    from .complexity import count_params
+    from .registry import create_model
+    from .train import TrainConfig, train_group
+    cfgs = []
+    for item in _names(args.runs):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
+            print(f"--runs: {item!r} is not MODEL:SCALE[:PATCH]", file=sys.stderr)
+            return 2
+        model, scale = parts[0], int(parts[1])
+        patch = int(parts[2]) if len(parts) == 3 else args.patch
+        name = f"{model}-x{scale}"
+        prev = Path(args.continue_from) / name / "model.safetensors" if args.continue_from else None
+        big = args.compact_above is not None and count_params(create_model(model, scale=scale)) > args.compact_above
+        cfgs.append(TrainConfig(
+            model=model, scale=scale, data=_names(args.data), out=str(Path(args.out_root) / name), iters=args.iters,
+            batch=args.batch, patch=patch, lr=args.lr, schedule=args.schedule, seed=args.seed,
+            val_images=args.val_images, val_every=args.val_every, log_every=args.log_every, ckpt_every=args.ckpt_every, device=args.device,
+            fast=not args.no_fast, graph=not args.no_graph, init_from=str(prev) if prev is not None and prev.is_file() else None,
+            monitor=_names(args.monitor), data_root=args.data_root,
+            save_dtype="float16" if big else args.save_dtype))
+    df = train_group(cfgs, time_budget_s=args.time_budget, resume=args.resume, progress=not args.quiet)
+    from .results import write_table
+    write_table(df, Path(args.out_root) / "group.csv")
+    emit(df, "table")
     return 0
 
 
@@ -198,6 +232,18 @@ def _add_latency_flags(s, preset="720p"):
     s.add_argument("--repeats", type=int, default=50)
     s.add_argument("--threads", type=int, default=None, help="CPU threads (pinned for the run)")
     s.add_argument("--out", default="results")
+
+
+def _add_train_flags(s) -> None:
+    """Flags that train and train-group share."""
+    s.add_argument("--no-fast", action="store_true",
+                   help="the eager step (per-patch sampling loop, unfused Adam, no CUDA graph), for comparison")
+    s.add_argument("--no-graph", action="store_true", help="fast step without the CUDA graph")
+    s.add_argument("--monitor", default="", help="test sets graded at each validation, e.g. Set5 (watched only)")
+    s.add_argument("--save-dtype", default="float32", choices=["float32", "float16"],
+                   help="storage of model.safetensors (float16: half the size)")
+    s.add_argument("--data-root", default=None)
+    s.add_argument("--quiet", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,9 +323,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-budget", type=float, default=None,
                    help="seconds: the run shortens itself (and the cosine horizon) to fit")
     s.add_argument("--eval-datasets", default=None, help="test sets to grade at the end, e.g. Set5,Set14")
-    s.add_argument("--data-root", default=None)
-    s.add_argument("--quiet", action="store_true")
+    _add_train_flags(s)
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("train-group", help="train several variants together on one GPU (one CUDA stream each)")
+    s.add_argument("--runs", required=True,
+                   help="comma-separated MODEL:SCALE[:PATCH], e.g. awsrn-s:2,awsrn-s:4,awsrn-l:8:40")
+    s.add_argument("--data", required=True, help="comma-separated folders of HR images")
+    s.add_argument("--out-root", default="runs", help="each run goes to <out-root>/<model>-x<scale>")
+    s.add_argument("--continue-from", default=None,
+                   help="folder of earlier runs: a run starts from <folder>/<model>-x<scale>/model.safetensors "
+                        "when it exists (a new segment)")
+    s.add_argument("--iters", type=int, default=1_000_000)
+    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--patch", type=int, default=48, help="LR patch side (a run's :PATCH overrides it)")
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--schedule", default="cosine", choices=["step", "cosine"])
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--val-images", type=int, default=10)
+    s.add_argument("--val-every", type=int, default=5000)
+    s.add_argument("--log-every", type=int, default=500)
+    s.add_argument("--ckpt-every", type=int, default=5000)
+    s.add_argument("--device", default="cuda")
+    s.add_argument("--time-budget", type=float, default=None, help="seconds of training for the whole group")
+    s.add_argument("--compact-above", type=int, default=None,
+                   help="store model.safetensors as float16 for variants with more parameters than this")
+    s.add_argument("--resume", action="store_true", help="continue each run from <out>/checkpoint.pt")
+    _add_train_flags(s)
+    s.set_defaults(func=cmd_train_group)
 
     s = sub.add_parser("reproduce", help="the main job: every table and figure in results/")
     s.add_argument("--data-root", default=None, help="default $AWSRN_DATA; none: the embedded skimage set")

@@ -4,13 +4,24 @@ Recipe: random 48x48 LR patches with flips and transposes, L1 loss, Adam (0.9, 0
 halved every 200k iterations (the official 200 epochs x 1000 iterations; ``step_every`` shortens it) or
 cosine, batch 16. LR made with the same MATLAB bicubic as evaluation and cached. Images live in memory
 (on the training device), so sampling never starves a GPU. Validation runs on images held out of the
-training folders, never on the test sets.
+training folders; ``monitor`` test sets (e.g. Set5) are only watched, never used to choose anything.
+
+The fast step (``fast=True``, the default): the whole batch of patches is drawn on the device by one
+gather per tensor (:class:`PatchSampler`), Adam is fused, and on CUDA the forward + backward + Adam step
+is one CUDA graph (:class:`GraphStep`). ``fast=False`` is the plain eager step with a per-patch sampling
+loop, kept for comparison. Several runs can share one GPU in one process (:func:`train_group`): each
+replays its graph on its own CUDA stream, so their kernels overlap.
+
+Runs continue across sessions: ``init_from`` a previous run's ``model.safetensors`` starts a new segment
+(a new cosine cycle); ``recipe.json`` lists every segment (iterations, lr, batch, patch, device, wall and
+GPU seconds) and ``train_log.csv`` keeps every segment's rows, so a checkpoint states its whole budget.
 
 Multi-GPU / multi-node: launch with ``torchrun``; every rank draws the same global batch from the same
 generator and trains on its own slice, so a 2-process run follows the 1-process run step for step.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,12 +36,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write_text
 from .checkpoints import CheckpointError, read_checkpoint, save_native
 from .data import IMAGE_EXTS, ImageReadError, LRCache, LR_CACHE_VERSION, decode_image
 from .imresize import bicubic_downscale, modcrop
 from .metrics import psnr, rgb_to_y, shave
-from .atomic import atomic_write_text
-from .results import environment, write_table
+from .results import device_name, environment, write_table
 
 
 @dataclass(frozen=True)
@@ -54,9 +65,15 @@ class TrainConfig:
     amp: str = "none"                  # none, bf16, fp16
     channels_last: bool = False
     compile: bool = False
-    init_from: str | None = None       # e.g. a full-AWMS checkpoint for a pruned variant
-    time_budget_s: float | None = None  # stop early: at iteration 60 the run sets its length
+    fast: bool = True                  # batched sampler + fused Adam (+ CUDA graph on CUDA); False: eager
+    graph: bool = True                 # with fast on CUDA: capture the step as a CUDA graph
+    init_from: str | None = None       # a checkpoint to start from: a new segment of that run, or the
+                                       # full-AWMS model a pruned variant is fine-tuned from
+    time_budget_s: float | None = None  # stop early: after a short probe the run sets its length
                                         # (and the cosine horizon) to what fits the budget
+    monitor: tuple[str, ...] = ()      # test sets graded (matlab protocol) at each validation
+    data_root: str | None = None       # where the monitor sets live (default $AWSRN_DATA)
+    save_dtype: str = "float32"        # storage of model.safetensors: float32 or float16 (compact)
     overrides: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -64,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+        if self.save_dtype not in ("float32", "float16"):
+            raise ValueError(f"save_dtype must be float32 or float16, got {self.save_dtype!r}")
         if not self.data:
             raise ValueError("train needs at least one data folder")
 
@@ -95,7 +114,6 @@ def split_train_val(paths: list[Path], n_val: int) -> tuple[list[Path], list[Pat
 def load_pairs(paths, scale: int, cache: LRCache, min_hr: int = 0):
     """(HR uint8 (3,H,W), LR uint8 (3,h,w)) tensors; gray images become 3 channels; too-small and
     unreadable images are reported and skipped."""
-    import hashlib
     pairs, skipped = [], []
     for p in paths:
         try:
@@ -123,48 +141,153 @@ def load_pairs(paths, scale: int, cache: LRCache, min_hr: int = 0):
     return pairs, skipped
 
 
+_PAIRS: dict[tuple, tuple] = {}   # decoded training pairs, shared by the runs of one process (a group)
+
+
+def training_pairs(folders, scale: int, min_hr: int, val_images: int):
+    """(training pairs, skipped images, validation pairs) of ``folders`` at ``scale``; decoded once per
+    process, so a group of runs at one scale reads the images once."""
+    key = (tuple(str(f) for f in folders), scale, min_hr, val_images)
+    if key not in _PAIRS:
+        train_paths, val_paths = split_train_val(list_training_images(folders), val_images)
+        if not train_paths:
+            raise ValueError(f"all {len(val_paths)} images of {list(folders)} are held out for validation "
+                             f"(val_images {val_images}); give more images or a smaller val_images")
+        cache = LRCache()
+        pairs, skipped = load_pairs(train_paths, scale, cache, min_hr=min_hr)
+        val_pairs, _ = load_pairs(val_paths, scale, cache)
+        _PAIRS[key] = (pairs, skipped, val_pairs)
+    return _PAIRS[key]
+
+
+def _dihedral_tables(p: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column source tables (8, p, p) for the 8 flip/transpose combinations k = hf + 2 vf + 4 tr,
+    in the order the eager loop applies them (horizontal flip, vertical flip, then transpose)."""
+    i = torch.arange(p, device=device).view(p, 1).expand(p, p)
+    j = i.t()
+    rows, cols = [], []
+    for k in range(8):
+        hf, vf, tr = k & 1, (k >> 1) & 1, (k >> 2) & 1
+        u, v = (j, i) if tr else (i, j)
+        rows.append(p - 1 - u if vf else u)
+        cols.append(p - 1 - v if hf else v)
+    return torch.stack(rows), torch.stack(cols)
+
+
+class _FlatImages:
+    """Images of different sizes in one flat uint8 buffer, so a batch of patches is one gather."""
+
+    def __init__(self, images: list[torch.Tensor], device):
+        self.flat = torch.cat([im.reshape(-1) for im in images]).to(device)
+        sizes = [im.numel() for im in images]
+        self.offset = torch.tensor([0] + sizes[:-1], device=device).cumsum(0)
+        self.h = torch.tensor([im.shape[-2] for im in images], device=device)
+        self.w = torch.tensor([im.shape[-1] for im in images], device=device)
+        self.views = [self.flat[o:o + n].view(im.shape) for o, n, im in
+                      zip(np.cumsum([0] + sizes[:-1]).tolist(), sizes, images)]
+
+    def gather(self, idx, y, x, k, p: int, tables) -> torch.Tensor:
+        """(B, 3, p, p) patches with top-left (y, x) of images ``idx``, transformed by dihedral ``k``."""
+        rows, cols = tables
+        w = self.w[idx].view(-1, 1, 1)
+        plane = (self.h[idx] * self.w[idx]).view(-1, 1, 1, 1)
+        base = (self.offset[idx] + y * self.w[idx] + x).view(-1, 1, 1, 1)
+        pix = (rows[k] * w + cols[k]).unsqueeze(1)                      # (B, 1, p, p)
+        chan = torch.arange(3, device=idx.device).view(1, 3, 1, 1) * plane
+        return self.flat[base + chan + pix]
+
+
 class PatchSampler:
-    """Random aligned LR/HR patches with flips and transposes, drawn from images in memory."""
+    """Random aligned LR/HR patches with flips and transposes, drawn from images in memory.
 
-    def __init__(self, pairs, scale: int, patch: int, device, seed: int):
-        self.pairs = [(h.to(device), l.to(device)) for h, l in pairs]
-        self.scale, self.patch = scale, patch
-        self.gen = torch.Generator().manual_seed(seed)
+    One draw is (image, y, x, flips) per patch from one generator on the training device. ``sample``
+    gathers the whole batch at once; ``sample_loop`` slices patch by patch (the eager reference: the
+    same draws give the same patches). ``chunk`` > 1 draws that many batches at a time (fewer kernel
+    launches per step on a GPU); the state saved for resume is the generator state at the start of
+    the current chunk and the position in it, so a resumed run replays the same patches."""
 
-    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s, p, g = self.scale, self.patch, self.gen
-        idx = torch.randint(len(self.pairs), (batch,), generator=g).tolist()
-        flips = torch.randint(2, (batch, 3), generator=g).tolist()
+    def __init__(self, pairs, scale: int, patch: int, batch: int, device, seed: int, chunk: int = 1):
+        self.device = torch.device(device)
+        self.batch = batch
+        self.hr = _FlatImages([h for h, _ in pairs], self.device)
+        self.lr = _FlatImages([l for _, l in pairs], self.device)
+        self.n = len(pairs)
+        self.scale, self.patch, self.chunk = scale, patch, max(1, chunk)
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        self.lr_tables = _dihedral_tables(patch, self.device)
+        self.hr_tables = _dihedral_tables(patch * scale, self.device)
+        self._chunk_state, self._buf, self._pos = None, None, 0
+
+    def draw(self, n: int) -> tuple[torch.Tensor, ...]:
+        """n random (image index, LR y, LR x, dihedral k), on the device."""
+        g, dev, p = self.gen, self.device, self.patch
+        idx = torch.randint(self.n, (n,), generator=g, device=dev)
+        u = torch.rand(n, 2, generator=g, device=dev, dtype=torch.float64)
+        k = torch.randint(8, (n,), generator=g, device=dev)
+        y = torch.minimum((u[:, 0] * (self.lr.h[idx] - p + 1)).long(), self.lr.h[idx] - p)
+        x = torch.minimum((u[:, 1] * (self.lr.w[idx] - p + 1)).long(), self.lr.w[idx] - p)
+        return idx, y, x, k
+
+    def _gather(self, draws) -> tuple[torch.Tensor, torch.Tensor]:
+        idx, y, x, k = draws
+        s, p = self.scale, self.patch
+        return (self.lr.gather(idx, y, x, k, p, self.lr_tables),
+                self.hr.gather(idx, y * s, x * s, k, p * s, self.hr_tables))
+
+    def sample_uint8(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch as uint8 (B, 3, p, p) LR and (B, 3, sp, sp) HR."""
+        batch = self.batch
+        if self._buf is None or self._pos == self.chunk:
+            self._chunk_state = self.gen.get_state()
+            lr, hr = self._gather(self.draw(batch * self.chunk))
+            self._buf = (lr.view(self.chunk, batch, *lr.shape[1:]), hr.view(self.chunk, batch, *hr.shape[1:]))
+            self._pos = 0
+        out = (self._buf[0][self._pos], self._buf[1][self._pos])
+        self._pos += 1
+        return out
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        lr, hr = self.sample_uint8()
+        return lr.float() / 255.0, hr.float() / 255.0
+
+    def sample_loop(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eager reference: the same draws, sliced, flipped and transposed one patch at a time."""
+        s, p = self.scale, self.patch
         lrs, hrs = [], []
-        for i, (hf, vf, tr) in zip(idx, flips):
-            hr, lr = self.pairs[i]
-            h, w = lr.shape[-2:]
-            y = int(torch.randint(h - p + 1, (1,), generator=g))
-            x = int(torch.randint(w - p + 1, (1,), generator=g))
-            a, b = lr[:, y:y + p, x:x + p], hr[:, y * s:(y + p) * s, x * s:(x + p) * s]
-            if hf:
+        for i, y, x, k in zip(*(t.tolist() for t in self.draw(self.batch))):
+            a = self.lr.views[i][:, y:y + p, x:x + p]
+            b = self.hr.views[i][:, y * s:(y + p) * s, x * s:(x + p) * s]
+            if k & 1:
                 a, b = a.flip(-1), b.flip(-1)
-            if vf:
+            if k & 2:
                 a, b = a.flip(-2), b.flip(-2)
-            if tr:
+            if k & 4:
                 a, b = a.transpose(-2, -1), b.transpose(-2, -1)
             lrs.append(a)
             hrs.append(b)
         return torch.stack(lrs).float() / 255.0, torch.stack(hrs).float() / 255.0
 
-    def state(self) -> torch.Tensor:
-        return self.gen.get_state()
+    def state(self) -> dict:
+        if self._buf is None or self._pos == self.chunk:     # between chunks
+            return {"gen": self.gen.get_state(), "pos": self.chunk}
+        return {"gen": self._chunk_state, "pos": self._pos}
 
-    def load_state(self, state: torch.Tensor) -> None:
-        self.gen.set_state(state)
+    def load_state(self, state) -> None:
+        if isinstance(state, torch.Tensor):       # a run saved before chunks existed
+            state = {"gen": state, "pos": self.chunk}
+        self.gen.set_state(state["gen"])
+        self._buf, self._pos = None, self.chunk
+        if int(state["pos"]) < self.chunk:        # redraw the chunk the run was in
+            self.sample_uint8()
+            self._pos = int(state["pos"])
 
 
-# ------------------------------------------------------------------------------------- training
-def lr_lambda(cfg: TrainConfig, horizon: dict):
-    """``horizon['iters']`` is the run's length (it can shrink once under a time budget)."""
+# ------------------------------------------------------------------------------------ schedule
+def lr_factor(cfg: TrainConfig, it: int, horizon: int) -> float:
+    """The lr multiplier for iteration ``it`` (1-based) of a segment of length ``horizon``."""
     if cfg.schedule == "cosine":
-        return lambda it: 0.5 * (1 + math.cos(math.pi * min(it, horizon["iters"]) / max(1, horizon["iters"])))
-    return lambda it: 0.5 ** (it // cfg.step_every)
+        return 0.5 * (1 + math.cos(math.pi * min(it, horizon) / max(1, horizon)))
+    return 0.5 ** (it // cfg.step_every)
 
 
 def load_pruned(model, path) -> None:
@@ -186,20 +309,165 @@ def load_pruned(model, path) -> None:
     model.load_state_dict(sd)
 
 
+# ---------------------------------------------------------------------------------------- steps
+def make_optimizer(model, cfg: TrainConfig, device: torch.device, graph: bool):
+    """Adam (0.9, 0.999, 1e-8). Fast: fused (one kernel for all parameters); under a CUDA graph also
+    capturable, with the lr a device tensor the graph reads, so the schedule needs no re-capture."""
+    params = list(model.parameters())
+    if graph:
+        lr = torch.tensor(cfg.lr, device=device)
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True, capturable=True)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, fused=cfg.fast or None)
+
+
+def set_lr(opt, value: float) -> None:
+    for group in opt.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
+
+
+class EagerStep:
+    """forward, L1, backward, Adam step; the loss is summed on the device (no sync per step)."""
+
+    def __init__(self, net, opt, device, amp: str = "none", channels_last: bool = False):
+        self.net, self.opt = net, opt
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+        self.device_type, self.channels_last = device.type, channels_last
+        self.loss_sum = torch.zeros((), device=device)
+
+    def __call__(self, lr_b: torch.Tensor, hr_b: torch.Tensor) -> None:
+        if self.channels_last:
+            lr_b = lr_b.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss = F.l1_loss(self.net(lr_b).float(), hr_b)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.loss_sum += loss.detach()
+
+
+class GraphStep:
+    """The same step captured once as a CUDA graph and replayed: one launch per iteration.
+
+    Capture needs a few warm-up steps (cuDNN autotuning, Adam's state); the parameters and Adam's
+    state are restored afterwards, so the graph starts from exactly where the eager run would."""
+
+    WARMUP = 3
+
+    def __init__(self, net, model, opt, lr_shape, hr_shape, device):
+        self.opt = opt
+        self.static_lr = torch.zeros(lr_shape, device=device, dtype=torch.uint8)
+        self.static_hr = torch.zeros(hr_shape, device=device, dtype=torch.uint8)
+        self.loss_sum = torch.zeros((), device=device)
+        params = list(model.parameters())
+        saved_params = [p.detach().clone() for p in params]
+        saved_state = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in params if p in opt.state}
+        saved_loss = self.loss_sum.clone()
+
+        def body():
+            lr_b = self.static_lr.float() / 255.0
+            hr_b = self.static_hr.float() / 255.0
+            loss = F.l1_loss(net(lr_b), hr_b)
+            loss.backward()
+            opt.step()
+            self.loss_sum.add_(loss.detach())
+
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                opt.zero_grad(set_to_none=True)
+                body()
+        torch.cuda.current_stream(device).wait_stream(side)
+        with torch.no_grad():                      # undo the warm-up steps
+            for p, v in zip(params, saved_params):
+                p.copy_(v)
+            for p in params:
+                for k, v in opt.state[p].items():
+                    v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
+            self.loss_sum.copy_(saved_loss)
+        opt.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            body()
+
+    def __call__(self, lr_u8: torch.Tensor, hr_u8: torch.Tensor) -> None:
+        self.static_lr.copy_(lr_u8)
+        self.static_hr.copy_(hr_u8)
+        self.graph.replay()
+
+
+# ----------------------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(model, pairs, scale: int, device) -> float:
-    """Mean Y-PSNR (shave = scale) of the held-out images."""
+    """Mean Y-PSNR of the held-out images, graded as the matlab protocol grades (uint8 SR, BT.601 Y,
+    shave = scale)."""
+    from .protocols import get_protocol
+    proto = get_protocol("matlab")
     was = model.training
     model.eval()
     vals = []
     for hr, lr in pairs:
         sr = model(lr.to(device).unsqueeze(0).float() / 255.0)[0]
-        sr = (sr.clamp(0, 1) * 255).round().double()
-        vals.append(psnr(shave(rgb_to_y(sr), scale), shave(rgb_to_y(hr.to(device).double()), scale)))
+        vals.append(proto.grade(sr, hr.to(device), scale)[0])
     model.train(was)
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def load_monitor(datasets, scale: int, data_root) -> dict[str, list]:
+    """The monitor test sets as (HR, LR) tensor pairs, prepared exactly as evaluation prepares them."""
+    from .data import list_images, resolve_data_root
+    from .evaluate import _to_chw, prepare_pair
+    from .protocols import get_protocol
+    root = resolve_data_root(data_root)
+    cache, proto, out = LRCache(), get_protocol("matlab"), {}
+    for name in datasets:
+        pairs = []
+        for ref in list_images(name, root):
+            hr, lr = prepare_pair(ref, scale, proto, cache)
+            lr_t = _to_chw(lr)
+            pairs.append((_to_chw(hr), lr_t.expand(3, -1, -1) if lr_t.shape[0] == 1 else lr_t))
+        out[name] = pairs
+    return out
+
+
+# ------------------------------------------------------------------------------------- segments
+def _log_wall_s(log: pd.DataFrame) -> float:
+    """Wall seconds of an old log without a wall_s column, from its per-row throughput."""
+    if log.empty or "it_per_s" not in log:
+        return float("nan")
+    steps = log["iter"].diff().fillna(log["iter"].iloc[0])
+    return float((steps / log["it_per_s"]).sum())
+
+
+def prior_segments(init_from: str | None) -> tuple[list[dict], pd.DataFrame]:
+    """The segments and log rows of the run ``init_from`` came from (its folder's recipe.json and
+    train_log.csv); a run recorded before segments existed counts as one segment."""
+    if not init_from:
+        return [], pd.DataFrame()
+    folder = Path(init_from).parent
+    recipe_path, log_path = folder / "recipe.json", folder / "train_log.csv"
+    if not recipe_path.is_file():
+        return [], pd.DataFrame()
+    recipe = json.loads(recipe_path.read_text())
+    log = pd.read_csv(log_path) if log_path.is_file() else pd.DataFrame()
+    if "segments" in recipe:
+        return recipe["segments"], log
+    seg = {"segment": 1, "model": recipe.get("model"), "iters": recipe.get("iters_reached", recipe.get("iters")),
+           "lr": recipe.get("lr"), "schedule": recipe.get("schedule"), "batch": recipe.get("batch"),
+           "patch": recipe.get("patch"), "device": recipe.get("device"), "wall_s": _log_wall_s(log),
+           "gpu_s": _log_wall_s(log) if "H100" in str(recipe.get("device")) or "H200" in str(recipe.get("device"))
+           else 0.0, "concurrent": None, "init_from": recipe.get("init_from")}
+    if not log.empty:
+        log = log.assign(segment=1, total_iter=log["iter"])
+    return [seg], log
+
+
+# -------------------------------------------------------------------------------------- trainer
 def _dist_info():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -222,148 +490,373 @@ def _finished(cfg: TrainConfig) -> dict | None:
     return summary
 
 
+class Trainer:
+    """One training run, in named stages: ``setup`` (devices, model, data, optimizer, resume),
+    ``step`` (one iteration), ``log`` (loss, lr, throughput, validation), ``save`` (resumable state)
+    and ``finish`` (the model file and the recipe). :func:`train` and :func:`train_group` drive it."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
+        self.cfg, self.resume = cfg, resume
+        self.world, self.rank, local_rank = _dist_info()
+        self.main = self.rank == 0
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if cfg.batch % self.world:
+            raise ValueError(f"batch {cfg.batch} is not divisible by the {self.world} processes")
+        self.out = Path(cfg.out)
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path = self.out / "checkpoint.pt"
+        self.progress = progress
+        # a graph only where it is exact and simple: one process, CUDA, fp32, no torch.compile
+        self.use_graph = (cfg.fast and cfg.graph and self.device.type == "cuda" and self.world == 1 and cfg.amp == "none"
+                          and not cfg.compile and not cfg.channels_last)
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        with self._on_stream():
+            self._setup()
+
+    # ---- stages
+    def _setup(self) -> None:
+        cfg = self.cfg
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True       # fixed shapes: pick the fastest conv kernels once
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self._build_model()
+        self._load_data()
+        self.opt = make_optimizer(self.model, cfg, self.device, self.use_graph)
+        self.segments, self.log_rows = prior_segments(cfg.init_from) if not self._resuming() else ([], [])
+        if isinstance(self.log_rows, pd.DataFrame):
+            self.log_rows = self.log_rows.to_dict("records")
+        self.prior_iters = sum(int(s.get("iters") or 0) for s in self.segments)
+        self.start, self.horizon = 0, cfg.iters
+        if self._resuming():
+            self._restore()
+        self._build_step()
+        self.it = self.start
+        self.wall_before = self._seg_wall_before
+        self.t_begin = self.t_last = time.perf_counter()
+        self.n_since_log = 0
+        self.gpu_share = 1.0
+        self.concurrent = 1
+        self._write_recipe(final=False)
+        self.bar = tqdm(total=self.horizon, initial=self.start, disable=not (self.progress and self.main),
+                        desc=f"train {cfg.model} x{cfg.scale}", unit="it")
+
+    def _resuming(self) -> bool:
+        return self.resume and self.ckpt_path.is_file()
+
+    def _build_model(self) -> None:
+        from .registry import create_model
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model = create_model(cfg.model, scale=cfg.scale, **cfg.overrides).to(self.device)
+        if cfg.init_from and not self._resuming():     # a resumed run restores its own state
+            load_pruned(self.model, cfg.init_from)
+        self.model.train()
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+
+    def _load_data(self) -> None:
+        cfg = self.cfg
+        pairs, self.skipped, self.val_pairs = training_pairs(cfg.data, cfg.scale, cfg.patch * cfg.scale,
+                                                             cfg.val_images)
+        if not pairs:
+            raise ValueError(f"no training image is at least {cfg.patch * cfg.scale}px on each side")
+        self.n_train = len(pairs)
+        chunk = 16 if self.use_graph else 1   # batches drawn per sampler call on the GPU
+        self.sampler = PatchSampler(pairs, cfg.scale, cfg.patch, cfg.batch, self.device, cfg.seed, chunk=chunk)
+        self.monitor = load_monitor(cfg.monitor, cfg.scale, cfg.data_root) if cfg.monitor and self.main else {}
+
+    def _restore(self) -> None:
+        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        lr_tensor = self.opt.param_groups[0]["lr"]
+        self.opt.load_state_dict(state["optimizer"])
+        if isinstance(lr_tensor, torch.Tensor):          # keep the device tensor the graph reads
+            for g in self.opt.param_groups:
+                g["lr"] = lr_tensor
+        self.sampler.load_state(state["sampler"])
+        self.start = int(state["iter"])
+        if self.cfg.time_budget_s:  # keep the length the budgeted run settled on
+            self.horizon = int(state.get("horizon", self.cfg.iters))
+        self.segments = state.get("segments_before", [])
+        self.prior_iters = sum(int(s.get("iters") or 0) for s in self.segments)
+        self._seg_wall_before = float(state.get("wall_s", 0.0))
+        log_path = self.out / "train_log.csv"
+        if log_path.is_file():
+            log = pd.read_csv(log_path)
+            seg_no = len(self.segments) + 1
+            keep = (log["segment"] < seg_no) | (log["iter"] <= self.start) if "segment" in log else log["iter"] <= self.start
+            self.log_rows = log[keep].to_dict("records")
+
+    _seg_wall_before = 0.0
+
+    def _build_step(self) -> None:
+        cfg = self.cfg
+        per_rank = cfg.batch // self.world
+        if self.use_graph:
+            p, s = cfg.patch, cfg.scale
+            self.stepper = GraphStep(self.net, self.model, self.opt, (per_rank, 3, p, p),
+                                     (per_rank, 3, p * s, p * s), self.device)
+        else:
+            self.stepper = EagerStep(self.net, self.opt, self.device, cfg.amp, cfg.channels_last)
+
+    def _on_stream(self):
+        import contextlib
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    def sync(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
+
+    @property
+    def done(self) -> bool:
+        return self.it >= self.horizon
+
+    def step(self) -> None:
+        """One iteration: draw the batch, set the lr, run the step; then log and save when due."""
+        cfg = self.cfg
+        with self._on_stream():
+            self.it += 1
+            set_lr(self.opt, cfg.lr * lr_factor(cfg, self.it - 1, self.horizon))   # the lr of this step
+            per_rank = cfg.batch // self.world
+            sl = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+            if self.use_graph:
+                lr_u8, hr_u8 = self.sampler.sample_uint8()
+                self.stepper(lr_u8[sl], hr_u8[sl])
+            else:
+                lr_b, hr_b = self.sampler.sample() if cfg.fast else self.sampler.sample_loop()
+                self.stepper(lr_b[sl], hr_b[sl])
+            self.n_since_log += 1
+            self.bar.update(1)
+            if self.it % cfg.log_every == 0 or self.done:
+                self.log()
+            if self.it % cfg.ckpt_every == 0 or self.done:
+                self.save()
+
+    def log(self, validate_now: bool = False) -> None:
+        cfg = self.cfg
+        mean_loss = self.stepper.loss_sum / max(1, self.n_since_log)
+        if self.world > 1:
+            dist.all_reduce(mean_loss)
+            mean_loss = mean_loss / self.world
+        self.sync()
+        now = time.perf_counter()
+        n = self.n_since_log
+        row = {"segment": len(self.segments) + 1, "iter": self.it, "total_iter": self.prior_iters + self.it,
+               "loss": float(mean_loss), "lr": cfg.lr * lr_factor(cfg, self.it, self.horizon),  # the next step's
+               "it_per_s": n / (now - self.t_last), "patches_per_s": n * cfg.batch / (now - self.t_last),
+               "wall_s": self.wall_s(now), "val_psnr": float("nan")}
+        if self.main and (validate_now or self.it % cfg.val_every == 0 or self.done):
+            row["val_psnr"] = validate(self.model, self.val_pairs, cfg.scale, self.device)
+            for name, pairs in self.monitor.items():
+                row[f"psnr_{name}"] = validate(self.model, pairs, cfg.scale, self.device)
+        self.log_rows.append(row)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}")
+        self.stepper.loss_sum.zero_()
+        self.n_since_log, self.t_last = 0, time.perf_counter()
+
+    def wall_s(self, now: float | None = None) -> float:
+        return self.wall_before + ((now or time.perf_counter()) - self.t_begin)
+
+    def save(self) -> None:
+        if not self.main:
+            return
+        state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                 "sampler": self.sampler.state(), "iter": self.it, "horizon": self.horizon,
+                 "segments_before": self.segments, "wall_s": self.wall_s()}
+        tmp = self.ckpt_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt_path)
+        write_table(pd.DataFrame(self.log_rows), self.out / "train_log.csv")
+
+    def segment(self) -> dict:
+        cfg = self.cfg
+        wall = self.wall_s()
+        return {"segment": len(self.segments) + 1, "model": cfg.model, "iters": self.it, "lr": cfg.lr,
+                "schedule": cfg.schedule, "batch": cfg.batch, "patch": cfg.patch, "seed": cfg.seed,
+                "device": device_name(self.device), "fast": cfg.fast, "graph": self.use_graph,
+                "wall_s": wall, "concurrent": self.concurrent,
+                "gpu_s": wall * self.gpu_share if self.device.type == "cuda" else 0.0,
+                "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d")}
+
+    def _write_recipe(self, final: bool) -> None:
+        if not self.main:
+            return
+        cfg = self.cfg
+        segs = self.segments + [self.segment()]
+        self.recipe = {**asdict(cfg), "world_size": self.world, "train_images": self.n_train,
+                       "val_images": len(self.val_pairs), "skipped": self.skipped,
+                       **environment(self.device, cfg.amp if cfg.amp != "none" else "fp32"),
+                       "segments": segs, "total_iters": sum(int(s["iters"] or 0) for s in segs),
+                       "total_gpu_s": sum(float(s.get("gpu_s") or 0.0) for s in segs)}
+        if final:
+            self.recipe["iters_reached"] = self.it
+        atomic_write_text(self.out / "recipe.json", json.dumps(self.recipe, indent=2, default=str) + "\n")
+
+    def close_segment(self) -> None:
+        """The last row (validated) and the resumable state at the iteration the run ended on."""
+        with self._on_stream():
+            last = self.log_rows[-1] if self.log_rows else None
+            seg = len(self.segments) + 1
+            if self.n_since_log or last is None or last.get("segment", seg) != seg or last["iter"] != self.it:
+                self.log(validate_now=True)
+            elif self.main and np.isnan(last["val_psnr"]):
+                last["val_psnr"] = validate(self.model, self.val_pairs, self.cfg.scale, self.device)
+                for name, pairs in self.monitor.items():
+                    last[f"psnr_{name}"] = validate(self.model, pairs, self.cfg.scale, self.device)
+            self.save()
+
+    def finish(self) -> dict:
+        self.close_segment()
+        self.sync()
+        self.bar.close()
+        summary = {"iters": self.it, "out": str(self.out), "seconds": time.perf_counter() - self.t_begin}
+        if self.main:
+            final = self.model.to(memory_format=torch.contiguous_format)
+            save_native(final, self.out / "model.safetensors",
+                        {"trained_iters": str(self.prior_iters + self.it), "recipe": "recipe.json"},
+                        dtype=getattr(torch, self.cfg.save_dtype))
+            self._write_recipe(final=True)
+            if self.log_rows:
+                summary.update({k: self.log_rows[-1][k] for k in ("loss", "val_psnr")})
+        if self.world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+        return summary
+
+
+# ---------------------------------------------------------------------------------- the budget
+@dataclass(frozen=True)
+class TimeBudget:
+    """Sets a run's length from its measured speed, so that it ends inside ``seconds``.
+
+    The first ``warmup`` rounds (cuDNN autotuning, allocator) are not timed; after ``probe`` more the
+    horizon (and with it the cosine schedule) becomes what fits in the rest of the budget times ``safety``
+    (the share kept for the final validation and save). In one process the horizon is re-fitted every
+    ``refit_every`` rounds from the speed measured since the warm-up, validation included; it only ever shrinks, and
+    a hard stop at the budget remains."""
+    seconds: float
+    warmup: int = 10
+    probe: int = 50
+    safety: float = 0.95
+    refit_every: int = 100           # rounds between re-fits (each waits for the device once)
+
+
+class _BudgetClock:
+    def __init__(self, budget: TimeBudget, trainers: list[Trainer]):
+        self.budget, self.trainers = budget, trainers
+        self.t0, self.t_warm, self.rounds = time.perf_counter(), None, 0
+        self.distributed = trainers[0].world > 1
+
+    def _fit(self) -> None:
+        b = self.budget
+        for t in self.trainers:
+            t.sync()
+        now = time.perf_counter()
+        rate = (self.rounds - b.warmup) / (now - self.t_warm)
+        left = b.seconds - (now - self.t0)
+        for t in self.trainers:
+            if left <= 0:                 # hard stop: every run ends here (finish() validates)
+                t.horizon = t.it
+                continue
+            fit = t.it + int(rate * b.safety * left)
+            fit = max(t.it, fit - fit % t.cfg.log_every)
+            t.horizon = min(t.horizon, fit)
+            if self.distributed:          # every rank stops at the same iteration
+                h = torch.tensor([t.horizon], device=t.device)
+                dist.broadcast(h, 0)
+                t.horizon = int(h)
+            t.bar.total = t.horizon
+
+    def after_round(self) -> None:
+        self.rounds += 1
+        b = self.budget
+        if self.rounds == b.warmup:
+            for t in self.trainers:
+                t.sync()
+            self.t_warm = time.perf_counter()
+        elif self.rounds == b.warmup + b.probe:
+            self._fit()
+        elif self.rounds > b.warmup + b.probe and not self.distributed and self.rounds % b.refit_every == 0:
+            self._fit()
+
+
+def _run(trainers: list[Trainer], budget: TimeBudget | None) -> None:
+    """Round-robin: one iteration of each unfinished trainer per round (each on its own CUDA stream)."""
+    clock = _BudgetClock(budget, trainers) if budget is not None else None
+    while not all(t.done for t in trainers):
+        for t in trainers:
+            if not t.done:
+                t.step()
+        if clock is not None:
+            clock.after_round()
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train, writing ``<out>/checkpoint.pt`` (resumable state), ``<out>/model.safetensors`` (+ .json),
     ``<out>/train_log.csv`` and ``<out>/recipe.json``. Returns a summary dict."""
-    from .registry import create_model
-
-    world, rank, local_rank = _dist_info()
     if resume and (done := _finished(cfg)) is not None:
         return done     # a finished run is left as it is (its files are not rewritten)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if cfg.batch % world:
-        raise ValueError(f"batch {cfg.batch} is not divisible by the {world} processes")
-    out = Path(cfg.out)
-    main = rank == 0
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, resume=resume, progress=progress)
+    _run([trainer], TimeBudget(cfg.time_budget_s) if cfg.time_budget_s else None)
+    return trainer.finish()
 
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, scale=cfg.scale, **cfg.overrides).to(device)
-    ckpt_path = Path(cfg.out) / "checkpoint.pt"
-    if cfg.init_from and not (resume and ckpt_path.is_file()):   # a resumed run restores its own state below
-        load_pruned(model, cfg.init_from)
-    model.train()
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    horizon = {"iters": cfg.iters}
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, horizon))
 
-    paths = list_training_images(cfg.data)
-    train_paths, val_paths = split_train_val(paths, cfg.val_images)
-    cache = LRCache()
-    pairs, skipped = load_pairs(train_paths, cfg.scale, cache, min_hr=cfg.patch * cfg.scale)
-    val_pairs, _ = load_pairs(val_paths, cfg.scale, cache)
-    if not pairs:
-        raise ValueError(f"no training image is at least {cfg.patch * cfg.scale}px on each side")
-    sampler = PatchSampler(pairs, cfg.scale, cfg.patch, device, cfg.seed)
+def measure_solo(trainers: list[Trainer], iters: int = 30) -> list[float]:
+    """Each trainer's step time alone on the device (seconds per iteration), from ``iters`` real
+    training steps run one trainer at a time."""
+    out = []
+    for t in trainers:
+        t.sync()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            if not t.done:
+                t.step()
+        t.sync()
+        out.append((time.perf_counter() - t0) / iters)
+    return out
 
-    start, log_rows = 0, []
-    if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        sampler.load_state(state["sampler"])
-        start = int(state["iter"])
-        if cfg.time_budget_s:  # keep the length the budgeted run settled on
-            horizon["iters"] = int(state.get("horizon", cfg.iters))
-        log_path = out / "train_log.csv"
-        if log_path.is_file():
-            log_rows = pd.read_csv(log_path).query("iter <= @start").to_dict("records")
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    per_rank = cfg.batch // world
 
-    def save_state(it: int) -> None:
-        if not main:
-            return
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "sampler": sampler.state(), "iter": it, "horizon": horizon["iters"]}
-        tmp = ckpt_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt_path)
-        write_table(pd.DataFrame(log_rows), out / "train_log.csv")
-
-    if main:
-        recipe = {**asdict(cfg), "world_size": world, "train_images": len(pairs), "val_images": len(val_pairs),
-                  "skipped": skipped, **environment(device, cfg.amp if cfg.amp != "none" else "fp32")}
-        atomic_write_text(out / "recipe.json", json.dumps(recipe, indent=2, default=str) + "\n")
-    bar = tqdm(total=cfg.iters, initial=start, disable=not (progress and main), desc=f"train {cfg.model} x{cfg.scale}",
-               unit="it")
-    t_last, losses = time.perf_counter(), []
-    t_begin = t_last
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    it = start
-    while it < horizon["iters"]:
-        it += 1
-        if cfg.time_budget_s and it == start + 10:
-            sync()
-            t_warm = time.perf_counter()   # the first iterations include cuDNN / allocator warm-up
-        if cfg.time_budget_s and it == start + 60 and horizon["iters"] == cfg.iters:
-            sync()
-            rate = 50 / (time.perf_counter() - t_warm)
-            fit = it + int(rate * 0.97 * (cfg.time_budget_s - (time.perf_counter() - t_begin)))
-            fit = max(it, fit - fit % cfg.log_every)
-            horizon["iters"] = min(cfg.iters, fit)
-            if world > 1:  # every rank must stop at the same iteration
-                t = torch.tensor([horizon["iters"]], device=device)
-                dist.broadcast(t, 0)
-                horizon["iters"] = int(t)
-            bar.total = horizon["iters"]
-        lr_b, hr_b = sampler.sample(cfg.batch)
-        lr_b, hr_b = lr_b[rank * per_rank:(rank + 1) * per_rank], hr_b[rank * per_rank:(rank + 1) * per_rank]
-        if cfg.channels_last:
-            lr_b = lr_b.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = F.l1_loss(net(lr_b).float(), hr_b)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        losses.append(loss.detach())
-        bar.update(1)
-        last = it == horizon["iters"]
-        if it % cfg.log_every == 0 or last:
-            mean_loss = torch.stack(losses).mean()
-            if world > 1:
-                dist.all_reduce(mean_loss)
-                mean_loss = mean_loss / world
-            sync()
-            now = time.perf_counter()
-            n = len(losses)
-            row = {"iter": it, "loss": float(mean_loss), "lr": opt.param_groups[0]["lr"],
-                   "it_per_s": n / (now - t_last), "patches_per_s": n * cfg.batch / (now - t_last),
-                   "val_psnr": float("nan")}
-            if main and (it % cfg.val_every == 0 or last):
-                row["val_psnr"] = validate(model, val_pairs, cfg.scale, device)
-            log_rows.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}")
-            losses, t_last = [], time.perf_counter()
-        if it % cfg.ckpt_every == 0 or last:
-            save_state(it)
-    bar.close()
-    summary = {"iters": horizon["iters"], "out": str(out), "seconds": time.perf_counter() - t_begin}
-    if main:
-        final = model.to(memory_format=torch.contiguous_format).cpu().eval()
-        save_native(final, out / "model.safetensors", {"trained_iters": str(horizon["iters"]), "recipe": "recipe.json"})
-        recipe["iters_reached"] = horizon["iters"]
-        atomic_write_text(out / "recipe.json", json.dumps(recipe, indent=2, default=str) + "\n")
-        if log_rows:
-            summary.update({k: log_rows[-1][k] for k in ("loss", "val_psnr")})
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return summary
+def train_group(cfgs: list[TrainConfig], time_budget_s: float | None = None, resume: bool = False,
+                progress: bool = False) -> pd.DataFrame:
+    """Train several runs together in one process, one CUDA stream each, so their kernels share the
+    GPU. Every run gets the same number of iterations; with a time budget the length is set from the
+    group's measured speed. Each run's GPU seconds are the wall time times its share of the work
+    (its solo step time over the sum of all solo step times, measured first). Returns one row per run
+    with the solo and group throughput, i.e. what the group saved against training one after another."""
+    t0 = time.perf_counter()          # the budget covers the set-up (data, graph capture) too
+    trainers = [Trainer(c, resume=resume, progress=progress) for c in cfgs]
+    for t in trainers:                # a run's wall time starts when the group starts training
+        t.t_begin = t.t_last = time.perf_counter()
+    solo = measure_solo(trainers)
+    total = sum(solo)
+    for t, s in zip(trainers, solo):
+        t.gpu_share, t.concurrent = s / total, len(trainers)
+    left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
+    t1 = time.perf_counter()
+    it1 = trainers[0].it
+    _run(trainers, TimeBudget(left) if left else None)
+    group_s = time.perf_counter() - t1
+    rows = []
+    for t, s in zip(trainers, solo):
+        summary = t.finish()
+        rows.append({"model": t.cfg.model, "scale": t.cfg.scale, "out": summary["out"], "iters": summary["iters"],
+                     "solo_it_per_s": 1 / s, "group_it_per_s": (t.it - it1) / group_s,
+                     "gpu_share": t.gpu_share, "gpu_s": t.segment()["gpu_s"],
+                     "val_psnr": summary.get("val_psnr", float("nan"))})
+    df = pd.DataFrame(rows)
+    # one after another would take sum(solo) per round; the group took group_s / rounds
+    df["group_speedup_vs_sequential"] = (total * (trainers[0].it - it1)) / group_s
+    return df

@@ -158,3 +158,132 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
     ft = df[df.retrain == "finetune-2"]
     assert np.allclose(ft.d_psnr, ft.psnr - full.loc["finetune-2", "psnr"])
     assert (tmp_path / "runs" / "prune" / "ck" / "awms35-2it" / "model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------------------ the fast step
+def _pairs(train_dir, scale=2):
+    from benchmark.data import LRCache
+    from benchmark.train import list_training_images, load_pairs
+    pairs, _ = load_pairs(list_training_images([train_dir]), scale, LRCache())
+    return pairs
+
+
+@pytest.mark.parametrize("scale,patch", [(2, 12), (3, 8), (4, 6)])
+def test_batched_sampler_gathers_exactly_the_loop_samplers_patches(train_dir, scale, patch):
+    from benchmark.train import PatchSampler
+    a = PatchSampler(_pairs(train_dir, scale), scale, patch, 64, "cpu", seed=5)
+    b = PatchSampler(_pairs(train_dir, scale), scale, patch, 64, "cpu", seed=5)
+    for _ in range(3):
+        (la, ha), (lb, hb) = a.sample(), b.sample_loop()
+        assert la.shape == (64, 3, patch, patch) and ha.shape == (64, 3, patch * scale, patch * scale)
+        assert torch.equal(la, lb) and torch.equal(ha, hb)
+    # all 8 flip/transpose combinations occurred, and LR is HR downscaled at the same place
+    k = a.draw(256)[3]
+    assert set(k.tolist()) == set(range(8))
+
+
+def test_sampler_resumes_inside_a_chunk(train_dir):
+    from benchmark.train import PatchSampler
+    ref = PatchSampler(_pairs(train_dir), 2, 12, 4, "cpu", seed=3, chunk=4)
+    seq = [ref.sample_uint8()[1].clone() for _ in range(10)]
+    for cut in (0, 2, 4, 7):
+        a = PatchSampler(_pairs(train_dir), 2, 12, 4, "cpu", seed=3, chunk=4)
+        for _ in range(cut):
+            a.sample_uint8()
+        b = PatchSampler(_pairs(train_dir), 2, 12, 4, "cpu", seed=99, chunk=4)
+        b.load_state(a.state())
+        assert all(torch.equal(b.sample_uint8()[1], seq[i]) for i in range(cut, 10)), cut
+
+
+def test_fast_step_equals_eager_step_on_a_fixed_batch(train_dir):
+    """Fused Adam + batched sampling vs the eager step: same loss, parameters equal to float tolerance."""
+    from benchmark.train import EagerStep, make_optimizer
+    lr_b, hr_b = torch.rand(4, 3, 12, 12), torch.rand(4, 3, 24, 24)
+    states = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        model = create_model("awsrn-s", scale=2, **TINY)
+        cfg = _cfg(train_dir, "unused", fast=fast)
+        opt = make_optimizer(model, cfg, torch.device("cpu"), graph=False)
+        assert bool(opt.defaults.get("fused")) == fast
+        step = EagerStep(model, opt, torch.device("cpu"))
+        for _ in range(3):
+            step(lr_b, hr_b)
+        states.append((float(step.loss_sum), {k: v.clone() for k, v in model.state_dict().items()}))
+    (loss_e, sd_e), (loss_f, sd_f) = states
+    assert loss_f == pytest.approx(loss_e, rel=1e-6)
+    assert max(float((sd_e[k] - sd_f[k]).abs().max()) for k in sd_e) < 1e-6
+    assert any(not torch.equal(sd_e[k], create_model("awsrn-s", scale=2, **TINY).state_dict()[k]) for k in sd_e)
+
+
+def test_eager_and_fast_runs_train_and_resume_exactly(train_dir, tmp_path):
+    for fast in (False, True):
+        train(_cfg(train_dir, tmp_path / f"full{fast}", fast=fast), progress=False)
+        train(_cfg(train_dir, tmp_path / f"part{fast}", iters=4, fast=fast), progress=False)
+        train(_cfg(train_dir, tmp_path / f"part{fast}", fast=fast), resume=True, progress=False)
+        full = pd.read_csv(tmp_path / f"full{fast}/train_log.csv")
+        part = pd.read_csv(tmp_path / f"part{fast}/train_log.csv")
+        assert np.array_equal(part.loss.values, full.loss.values)
+        assert full.loss.iloc[-1] < full.loss.iloc[0]
+    # the two samplers draw the same patches, so the eager and fast runs see the same data
+    e, f = pd.read_csv(tmp_path / "fullFalse/train_log.csv"), pd.read_csv(tmp_path / "fullTrue/train_log.csv")
+    assert np.allclose(e.loss, f.loss, rtol=1e-4)
+
+
+def test_a_continued_run_records_every_segment(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "a", iters=3), progress=False)
+    train(_cfg(train_dir, tmp_path / "b", iters=4, lr=5e-4, schedule="cosine",
+               init_from=str(tmp_path / "a/model.safetensors")), progress=False)
+    recipe = json.loads((tmp_path / "b/recipe.json").read_text())
+    assert [s["iters"] for s in recipe["segments"]] == [3, 4] and recipe["total_iters"] == 7
+    assert [s["lr"] for s in recipe["segments"]] == [1e-3, 5e-4]
+    assert all({"batch", "patch", "device", "wall_s", "gpu_s"} <= set(s) for s in recipe["segments"])
+    log = pd.read_csv(tmp_path / "b/train_log.csv")
+    assert list(log.segment) == [1] * 3 + [2] * 4 and list(log.total_iter) == list(range(1, 8))
+    assert read_checkpoint(tmp_path / "b/model.safetensors").path.is_file()
+    assert open(tmp_path / "b/model.safetensors", "rb").read().count(b'"trained_iters":"7"') == 1
+    # a resumed second segment keeps the first segment's rows
+    train(_cfg(train_dir, tmp_path / "c", iters=2, init_from=str(tmp_path / "a/model.safetensors")), progress=False)
+    train(_cfg(train_dir, tmp_path / "c", iters=4, init_from=str(tmp_path / "a/model.safetensors")), resume=True,
+          progress=False)
+    log = pd.read_csv(tmp_path / "c/train_log.csv")
+    assert list(log.segment) == [1] * 3 + [2] * 4
+    assert json.loads((tmp_path / "c/recipe.json").read_text())["total_iters"] == 7
+
+
+def test_float16_storage_halves_the_file_and_loads(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "h", iters=2, save_dtype="float16"), progress=False)
+    train(_cfg(train_dir, tmp_path / "f", iters=2), progress=False)
+    h, f = read_checkpoint(tmp_path / "h/model.safetensors"), read_checkpoint(tmp_path / "f/model.safetensors")
+    assert all(v.dtype == torch.float16 for v in h.state_dict.values())
+    assert all(torch.equal(h.state_dict[k], f.state_dict[k].half()) for k in f.state_dict)
+    m = create_model("awsrn-s", scale=2, weights=tmp_path / "h/model.safetensors", **TINY)
+    assert all(p.dtype == torch.float32 for p in m.parameters())
+
+
+def test_train_group_trains_every_run_to_the_same_length(train_dir, tmp_path):
+    from benchmark.cli import main
+    rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:3:8", "--data", str(train_dir), "--device", "cpu",
+               "--iters", "4", "--batch", "4", "--patch", "12", "--log-every", "2", "--val-every", "4", "--val-images", "2",
+               "--out-root", str(tmp_path / "g"), "--quiet"])
+    assert rc == 0
+    df = pd.read_csv(tmp_path / "g/group.csv")
+    assert list(df.model) == ["awsrn-s", "awsrn-sd"] and list(df.iters) == [4, 4]
+    assert df.gpu_share.sum() == pytest.approx(1.0)
+    assert json.loads((tmp_path / "g/awsrn-sd-x3/recipe.json").read_text())["patch"] == 8
+    # the next group continues from these runs: a second segment each
+    rc = main(["train-group", "--runs", "awsrn-s:2", "--data", str(train_dir), "--device", "cpu", "--iters", "2",
+               "--batch", "4", "--patch", "12", "--log-every", "2", "--val-images", "2", "--out-root", str(tmp_path / "g2"),
+               "--continue-from", str(tmp_path / "g"), "--quiet"])
+    assert rc == 0
+    assert json.loads((tmp_path / "g2/awsrn-s-x2/recipe.json").read_text())["total_iters"] == 6
+
+
+def test_time_budget_ends_the_run_early_and_records_it(train_dir, tmp_path):
+    summary = train(_cfg(train_dir, tmp_path / "b", iters=10**6, time_budget_s=3, log_every=5, val_every=10**6,
+                         ckpt_every=10**6, schedule="cosine"), progress=False)
+    recipe = json.loads((tmp_path / "b/recipe.json").read_text())
+    assert 60 <= summary["iters"] < 10**6 and recipe["iters_reached"] == summary["iters"]
+    log = pd.read_csv(tmp_path / "b/train_log.csv")
+    assert log.iter.iloc[-1] == summary["iters"] and not np.isnan(log.val_psnr.iloc[-1])
+    assert (tmp_path / "b/checkpoint.pt").is_file()

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The GPU training run, as one prepared script on the lent device (README "Training on a GPU").
+# Expects .gpu/data/train/{T91,BSD200} and .gpu/data/benchmark/Set5 (copies of ../shared/data, carried,
+# never committed). Steps: (1) check the CUDA-graph step against the eager step and measure eager vs fast
+# throughput side by side; (2) train every variant of the paper's table together (one process, one CUDA
+# stream each), continuing from checkpoints/ where a checkpoint exists, for TOTAL_S seconds in all;
+# (3) pack the runs into $OUT. Tried on the CPU first with: DEVICE=cpu TOTAL_S=60 RUNS=awsrn-s:4 ...
+set -u
+OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 AWSRN_CACHE=/tmp/awsrn-cache AWSRN_DATA=$PWD/.gpu/data
+DEVICE=${DEVICE:-cuda}
+TOTAL_S=${TOTAL_S:-450}          # the whole script, from now
+DATA=.gpu/data/train/T91,.gpu/data/train/BSD200
+RUNS=${RUNS:-awsrn-s:4,awsrn-s:3,awsrn-s:2,awsrn-sd:4,awsrn-sd:3,awsrn-sd:2,awsrn-m:4,awsrn-m:3,awsrn-m:2,awsrn-l:4,awsrn-l:3,awsrn-l:2,awsrn-l:8:40}
+SPEED_ITERS=${SPEED_ITERS:-2000}
+t_start=$(date +%s)
+exec > >(tee "$OUT/gpu_train.log") 2>&1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+
+echo "== 1. graph step vs eager step; eager vs fast throughput (AWSRN-S x4, batch 16, 48px)"
+GRAPH_FLAG=""
+timeout 120 python3 scripts/train_speed.py --data $DATA --device $DEVICE --fast-iters $SPEED_ITERS \
+  --eager-iters $((SPEED_ITERS / 6)) --out "$OUT/train_throughput_gpu.csv" || echo "speed check failed: rc $?"
+if grep -q "'equal': False" "$OUT/gpu_train.log"; then
+  echo "the graph step differs from the eager step: training without graphs"; GRAPH_FLAG="--no-graph"
+fi
+
+left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
+echo "== 2. train $RUNS together for ${left}s (set-up included)"
+timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
+  --out-root runs --continue-from checkpoints --monitor Set5 --compact-above 1000000 \
+  --log-every 500 --val-every 2500 --ckpt-every 100000 $GRAPH_FLAG --quiet
+rc=$?
+echo "train-group rc $rc"
+if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
+  left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
+  echo "== 2b. retry without CUDA graphs for ${left}s"
+  rm -rf runs
+  timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
+    --out-root runs --continue-from checkpoints --monitor Set5 --compact-above 1000000 \
+    --log-every 500 --val-every 2500 --ckpt-every 100000 --no-graph --quiet
+fi
+
+echo "== 3. pack"
+# fp32 copies of M x4 and L x4 (from the resumable state) for the float16-storage check
+python3 - <<'EOF'
+import torch
+from pathlib import Path
+from benchmark.checkpoints import model_from_checkpoint, save_native
+for name in ("awsrn-m-x4", "awsrn-l-x4"):
+    d = Path("runs") / name
+    if (d / "checkpoint.pt").is_file():
+        m = model_from_checkpoint(d / "model.safetensors")
+        m.load_state_dict(torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=True)["model"])
+        save_native(m, d / "model_fp32.safetensors")
+EOF
+cp runs/group.csv "$OUT/" 2>/dev/null
+tar cf /tmp/runs.tar runs/*/model.safetensors runs/*/model.json runs/*/recipe.json runs/*/train_log.csv \
+  runs/*/model_fp32.safetensors 2>/dev/null
+split -b 15m -d /tmp/runs.tar "$OUT/runs.tar.part"
+ls -la "$OUT"
+echo "done in $(( $(date +%s) - t_start ))s"
