@@ -134,7 +134,8 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
             refs = list_images(ds, data_root)
             ds_name = refs[0].dataset
             key = {"model": name, "weights": wid[:12], "scale": scale, "dataset": ds_name,
-                   "protocol": proto.name, "se": int(self_ensemble), "deploy": int(deploy)}
+                   "protocol": proto.name, "se": int(self_ensemble), "deploy": int(deploy),
+                   "lr": f"{proto.lr_method}-{LR_CACHE_VERSION}"}   # a new resize never reuses old rows
             done = store.read_run("eval", key) if store else pd.DataFrame()
             rows = done.to_dict("records")
             have = set(done["image"].astype(str)) if not done.empty else set()

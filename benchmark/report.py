@@ -47,8 +47,10 @@ def find_checkpoints(root: str | Path = "checkpoints") -> dict[str, Path]:
 def checkpoint_info(path: Path) -> dict:
     recipe = path.parent / "recipe.json"
     r = json.loads(recipe.read_text()) if recipe.is_file() else {}
-    return {"variant": r.get("model"), "scale": r.get("scale"), "iters": r.get("iters_reached", r.get("iters")),
-            "train_device": r.get("device"), "batch": r.get("batch"), "schedule": r.get("schedule")}
+    return {"variant": r.get("model"), "scale": r.get("scale"),
+            "iters": r.get("total_iters", r.get("iters_reached", r.get("iters"))),
+            "train_device": r.get("device"), "batch": r.get("batch"), "schedule": r.get("schedule"),
+            "gpu_minutes": round(float(r.get("total_gpu_s", 0.0)) / 60, 2)}
 
 
 # --------------------------------------------------------------------------------------- tables

@@ -146,3 +146,17 @@ def test_load_weights_records_path(tmp_path):
     m = create_model("awsrn-s", scale=2)
     ck = load_weights(m, path)
     assert m.weights_path == str(path) and ck.config.n_awru == 4
+
+
+def test_float16_storage_moves_psnr_by_less_than_a_thousandth_of_a_db(data_root):
+    """The committed AWSRN-S x4 (float32) against its float16 round trip, Set5, matlab protocol."""
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    ck = root / "checkpoints/awsrn-s-x4/model.safetensors"
+    spec = importlib.util.spec_from_file_location("fp16check", root / "scripts/fp16_storage_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    df = mod.compare(ck, ["Set5"], data_root)
+    assert len(df) == 1 and df.psnr_fp32.iloc[0] > 30.0
+    assert abs(df.d_psnr.iloc[0]) <= 0.001 and df.d_psnr.iloc[0] != 0.0

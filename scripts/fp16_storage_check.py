@@ -1,0 +1,60 @@
+"""Does float16 storage of a checkpoint move its scores? Each float32 checkpoint is graded as stored and
+after a round trip through float16 (what `--save-dtype float16` / `--compact-above` store), on the
+same images with the matlab protocol.
+
+    python scripts/fp16_storage_check.py CK[,CK...] --data-root ../shared/data [--datasets Set5,Set14]
+        [--out results/fp16_storage.csv]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmark.checkpoints import model_from_checkpoint, read_checkpoint  # noqa: E402
+from benchmark.evaluate import evaluate  # noqa: E402
+from benchmark.results import write_table  # noqa: E402
+
+
+def fp16_roundtrip(path) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(model as stored, the same model with every tensor rounded to float16 and back)."""
+    full = model_from_checkpoint(path).eval()
+    half = model_from_checkpoint(path).eval()
+    half.load_state_dict({k: v.half().float() for k, v in full.state_dict().items()})
+    return full, half
+
+
+def compare(path, datasets, data_root) -> pd.DataFrame:
+    if any(v.dtype != torch.float32 for v in read_checkpoint(path).state_dict.values()):
+        raise ValueError(f"{path}: not stored in float32")
+    full, half = fp16_roundtrip(path)
+    a = evaluate(full, datasets, data_root=data_root, progress=False).summary
+    b = evaluate(half, datasets, data_root=data_root, progress=False).summary
+    df = a[["dataset", "scale", "psnr", "ssim"]].merge(b[["dataset", "psnr", "ssim"]], on="dataset",
+                                                       suffixes=("_fp32", "_fp16"))
+    df.insert(0, "checkpoint", str(path))
+    df["d_psnr"] = df.psnr_fp16 - df.psnr_fp32
+    df["d_ssim"] = df.ssim_fp16 - df.ssim_fp32
+    return df
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints")
+    ap.add_argument("--datasets", default="Set5,Set14")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    df = pd.concat([compare(p, args.datasets.split(","), args.data_root) for p in args.checkpoints.split(",")])
+    print(df.to_string(index=False))
+    if args.out:
+        write_table(df, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
