@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=_scales, default=(2,), help="scale or comma-separated scales")
     s.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
     s.add_argument("--datasets", default="Set5,Set14,B100,Urban100")
-    s.add_argument("--protocol", default="matlab", choices=["matlab", "rgb", "super-image"])
+    s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])
     s.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (the paper's '+')")
     s.add_argument("--deploy", action="store_true", help="evaluate the reparameterized deploy form")
     s.add_argument("--data-root", default=None, help="data root (default: $AWSRN_DATA)")

@@ -3,6 +3,7 @@
 Named objects so that a user can see why leaderboards disagree:
 * ``matlab``      the AWSRN paper's Evaluate_PSNR_SSIM.m (the default; see DESIGN.md)
 * ``rgb``         same LR and quantisation, PSNR/SSIM on RGB (mean SSIM over channels)
+* ``basicsr``     as ``matlab``, but a gray image is graded as RGB (replicated), on Y: BasicSR's and IMDN's rule
 * ``super-image`` super-image / BAM repo: PIL bicubic LR, Y with the 64.738 typo (/256), no rounding
 """
 from __future__ import annotations
@@ -80,6 +81,9 @@ PROTOCOLS = {
                                    "gray on own values, shave s, Wang SSIM"),
     "rgb": Protocol("rgb", "matlab", "rgb", matlab_single=False,
                     description="MATLAB bicubic LR, uint8 SR, PSNR/SSIM on RGB, shave s"),
+    "basicsr": Protocol("basicsr", "matlab", "y", gray_own_values=False,
+                        description="BasicSR / IMDN: as matlab, but every image is read as RGB (a gray image "
+                                    "replicated to 3 channels) and graded on Y"),
     "super-image": Protocol("super-image", "pil", "y", SUPER_IMAGE_Y, 256.0, quantize_sr=False,
                             gray_own_values=False, matlab_single=False,
                             description="super-image/BAM: PIL bicubic LR, unrounded SR, Y with 64.738/256"),

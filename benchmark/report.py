@@ -77,17 +77,69 @@ def paper_vs_ours(complexity: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame
                    "paper_params_k": c.paper_params_k, "multi_adds_g": round(c.multi_adds_g, 1),
                    "paper_multi_adds_g": c.paper_multi_adds_g, "dataset": p.dataset,
                    "paper_psnr": p.psnr, "paper_ssim": p.ssim, "psnr": np.nan, "ssim": np.nan,
-                   "checkpoint": "", "train_iters": np.nan, "note": p.note}
+                   "checkpoint": "", "train_iters": np.nan, "train_gpu_minutes": np.nan, "note": p.note}
             if not evals.empty:
                 e = evals[(evals.variant == c.variant) & (evals.scale == c.scale) & (evals.dataset == p.dataset)]
                 if not e.empty:
                     e = e.iloc[0]
-                    row.update(psnr=e.psnr, ssim=e.ssim, checkpoint=e.checkpoint, train_iters=e.iters)
+                    row.update(psnr=e.psnr, ssim=e.ssim, checkpoint=e.checkpoint, train_iters=e.iters,
+                               train_gpu_minutes=e.get("gpu_minutes", np.nan))
             rows.append(row)
     df = pd.DataFrame(rows)
     df["d_psnr"] = df.psnr - df.paper_psnr
     df["d_ssim"] = df.ssim - df.paper_ssim
     return df
+
+
+def learning_curves(checkpoints: dict) -> pd.DataFrame:
+    """Every logged validation of every checkpoint's training, on one GPU-minutes axis across segments.
+
+    A row's GPU minutes are the earlier segments' GPU seconds plus its own wall seconds times its
+    segment's GPU share (a run trained beside others on one GPU counts its share of the work)."""
+    rows = []
+    for label, path in checkpoints.items():
+        recipe_p, log_p = path.parent / "recipe.json", path.parent / "train_log.csv"
+        if not (recipe_p.is_file() and log_p.is_file()):
+            continue
+        segs = json.loads(recipe_p.read_text()).get("segments", [])
+        log = pd.read_csv(log_p)
+        if "segment" not in log:
+            log = log.assign(segment=1, total_iter=log["iter"])
+        offset = 0.0
+        for seg in segs:
+            k = int(seg["segment"])
+            share = (float(seg["gpu_s"]) / float(seg["wall_s"])) if seg.get("wall_s") else 0.0
+            part = log[(log.segment == k)].dropna(subset=["val_psnr"])
+            for _, r in part.iterrows():
+                wall = r["wall_s"] if "wall_s" in r and not pd.isna(r["wall_s"]) else np.nan
+                rows.append({"checkpoint": label, "variant": seg.get("model"), "segment": k,
+                             "total_iter": int(r["total_iter"]), "gpu_minutes": (offset + wall * share) / 60,
+                             "val_psnr": r["val_psnr"], "set5_psnr": r.get("psnr_Set5", np.nan),
+                             "device": seg.get("device"), "concurrent": seg.get("concurrent")})
+            offset += float(seg.get("gpu_s") or 0.0)
+    return pd.DataFrame(rows)
+
+
+def fig_learning_curves(curves: pd.DataFrame, out: Path, paper: pd.DataFrame | None = None):
+    """Set5 PSNR (monitored during training) against GPU minutes, one panel per scale."""
+    c = curves.dropna(subset=["set5_psnr", "gpu_minutes"])
+    scales = sorted({int(x.split("-x")[-1]) for x in c.checkpoint}) if not c.empty else []
+    fig, axes = plt.subplots(1, max(1, len(scales)), figsize=(4.2 * max(1, len(scales)), 3.8), squeeze=False)
+    for ax, scale in zip(axes[0], scales):
+        for label, g in c[c.checkpoint.str.endswith(f"-x{scale}")].groupby("checkpoint"):
+            line = ax.plot(g.gpu_minutes, g.set5_psnr, marker="o", ms=3, label=label)[0]
+            if paper is not None:
+                pp = paper[(paper.variant == g.variant.iloc[0]) & (paper.scale == scale) & (paper.dataset == "Set5")]
+                if not pp.empty:
+                    ax.axhline(pp.paper_psnr.iloc[0], color=line.get_color(), ls=":", lw=1)
+        ax.set_title(f"x{scale} (dotted: paper)")
+        ax.set_xlabel("GPU minutes of training (H200)")
+        ax.set_ylabel("Set5 PSNR (dB), monitored")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 # -------------------------------------------------------------------------------------- figures
@@ -101,7 +153,7 @@ def fig_psnr_vs_multiadds(paper_csv: Path, ours: pd.DataFrame, out: Path, scale:
                     textcoords="offset points")
     o = ours[(ours.scale == scale) & (ours.dataset == dataset)] if not ours.empty else ours
     if not o.empty:
-        ax.scatter(o.multi_adds_g, o.psnr, c="tab:red", marker="*", s=120, label="ours (short training)")
+        ax.scatter(o.multi_adds_g, o.psnr, c="tab:red", marker="*", s=120, label="ours (trained here on 291 images)")
         for _, r in o.iterrows():
             ax.annotate(f"{r.checkpoint} ({int(r.iters)} it)", (r.multi_adds_g, r.psnr), fontsize=7, color="tab:red",
                         xytext=(3, -9), textcoords="offset points")

@@ -138,3 +138,20 @@ def test_imresize_equals_matlab_output_bit_for_bit(data_root, scale):
         ref = np.array(Image.open(folder / f"{name}x{scale}.bmp").convert("RGB"))
         assert ours.shape == ref.shape, name
         assert np.array_equal(ours, ref), f"{name} x{scale}: {np.count_nonzero(ours != ref)} pixels differ"
+
+
+def test_basicsr_protocol_grades_gray_images_as_rgb_and_rgb_images_like_matlab():
+    """A gray HR is graded on its own values under matlab and on the Y of the replicated gray under
+    basicsr (Y = 16 + 0.8588 g); an RGB image scores the same under both."""
+    g = torch.Generator().manual_seed(1)
+    gray = torch.randint(0, 256, (40, 40), generator=g, dtype=torch.uint8)
+    sr_gray = (gray.double() / 255 + 0.02 * torch.randn(40, 40, generator=g, dtype=torch.float64)).clamp(0, 1)
+    sr3 = sr_gray.expand(3, -1, -1).float()
+    m, b = get_protocol("matlab"), get_protocol("basicsr")
+    pm, _ = m.grade(sr3, gray, 2)
+    pb, _ = b.grade(sr3, gray, 2)
+    # Y spans 219/255 of the gray range, so the same error reads 20 log10(255/219) = 1.32 dB higher
+    assert pb - pm == pytest.approx(-20 * math.log10(219 / 255), abs=0.05)
+    rgb = torch.randint(0, 256, (3, 40, 40), generator=g, dtype=torch.uint8)
+    sr = (rgb.double() / 255 + 0.02 * torch.randn(3, 40, 40, generator=g, dtype=torch.float64)).clamp(0, 1).float()
+    assert m.grade(sr, rgb, 2) == b.grade(sr, rgb, 2)
