@@ -35,7 +35,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         train_data=(), latency_lr=(64, 64), out_dir: str | None = None, **train_kw) -> pd.DataFrame:
     """Rows per subset, arm ('none', 'finetune-N') and dataset; ``train_kw`` goes to the fine-tune's
     ``TrainConfig`` (batch, patch, seed, ...)."""
-    from benchmark.checkpoints import read_checkpoint
+    from benchmark.checkpoints import file_sha256, read_checkpoint
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
     from benchmark.latency import LatencySpec, measure
@@ -55,7 +55,9 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         # against (the extra iterations alone move a short-schedule checkpoint)
         if finetune_iters:
             tag = "".join(map(str, sub))
-            run_dir = (Path(out_dir or "runs") / "prune" / Path(checkpoint).resolve().parent.name
+            # keyed by the checkpoint's content: a retrained checkpoint never reuses old fine-tunes
+            run_dir = (Path(out_dir or "runs") / "prune"
+                       / f"{Path(checkpoint).resolve().parent.name}-{file_sha256(checkpoint)[:12]}"
                        / f"awms{tag}-{finetune_iters}it")
             tc = TrainConfig(model=variant or "awsrn-s", scale=cfg.scale, data=tuple(train_data), out=str(run_dir),
                              iters=finetune_iters, lr=1e-4, schedule="cosine", val_every=finetune_iters,

@@ -40,7 +40,6 @@ from .atomic import atomic_write_text
 from .checkpoints import CheckpointError, read_checkpoint, save_native
 from .data import IMAGE_EXTS, ImageReadError, LRCache, LR_CACHE_VERSION, decode_image
 from .imresize import bicubic_downscale, modcrop
-from .metrics import psnr, rgb_to_y, shave
 from .results import device_name, environment, write_table
 
 

@@ -157,7 +157,9 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
     assert (full.d_psnr == 0).all()
     ft = df[df.retrain == "finetune-2"]
     assert np.allclose(ft.d_psnr, ft.psnr - full.loc["finetune-2", "psnr"])
-    assert (tmp_path / "runs" / "prune" / "ck" / "awms35-2it" / "model.safetensors").is_file()
+    from benchmark.checkpoints import file_sha256
+    tag = f"ck-{file_sha256(ck / 'model.safetensors')[:12]}"   # keyed by content: a retrained checkpoint starts anew
+    assert (tmp_path / "runs" / "prune" / tag / "awms35-2it" / "model.safetensors").is_file()
 
 
 # ------------------------------------------------------------------------------ the fast step
@@ -287,3 +289,11 @@ def test_time_budget_ends_the_run_early_and_records_it(train_dir, tmp_path):
     log = pd.read_csv(tmp_path / "b/train_log.csv")
     assert log.iter.iloc[-1] == summary["iters"] and not np.isnan(log.val_psnr.iloc[-1])
     assert (tmp_path / "b/checkpoint.pt").is_file()
+
+
+def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
+    from benchmark.cli import main
+    rc = main(["train-group", "--runs", "awsrn-s:4,awsrn-s", "--data", str(train_dir), "--device", "cpu",
+               "--out-root", str(tmp_path / "g")])
+    assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH]" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
