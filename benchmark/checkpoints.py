@@ -6,8 +6,11 @@ Formats (recognised from the keys, never from the file name):
                  ``body.{i}.b{j}...`` keys; inputs on [0, 255] with the DIV2K mean shift.
 * ``super-image`` ``pytorch_model_{s}x.pt`` of eugenesiow/super-image (awsrnv2 layout, ``body.{i}.lfl.{j}...``,
                  ``attention.ca/sa...``); inputs on [0, 1], mean shift only without BAM.
-* ``native``     safetensors with the :class:`AWSRNConfig` as JSON in its metadata and beside it
-                 (``<stem>.json``); keys are the official ones.
+* ``native``     safetensors with the :class:`AWSRNConfig` (or a peer's :class:`PeerConfig`) as JSON in its
+                 metadata and beside it (``<stem>.json``); keys are the official ones.
+* ``imdn``       the official IMDN_x{s}.pth of Zheng222/IMDN (``module.IMDB1.c1.weight`` ...); one scale each.
+* ``carn-m``     the official carn_m.pth of nmhkahn/CARN-pytorch (``b1.b1.body.0.weight``, ``upsample.up2``
+                 ... ``up4``): one multi-scale model, so the file names no scale (``config.scale`` is None).
 
 Torch files are read with ``weights_only=True``: no pickled code is ever executed.
 """
@@ -26,7 +29,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import atomic_write
-from .config import AWMS_KERNELS, AWSRNConfig
+from .config import AWMS_KERNELS, MULTI_SCALE_PEERS, AWSRNConfig, PeerConfig, config_from_dict
 
 NATIVE_FORMAT = "awsrn-bench/1"
 
@@ -38,7 +41,7 @@ class CheckpointError(ValueError):
 @dataclass(frozen=True)
 class Checkpoint:
     state_dict: dict[str, torch.Tensor]   # native (official) key names
-    config: AWSRNConfig                   # structure inferred from the tensors (+ input convention)
+    config: AWSRNConfig | PeerConfig      # structure inferred from the tensors (+ input convention)
     source_format: str
     path: Path
 
@@ -94,14 +97,20 @@ def detect_format(keys, metadata: dict | None = None) -> str:
     if metadata and metadata.get("format") == NATIVE_FORMAT:
         return "native"
     keys = list(keys)
+    bare = {re.sub(r"^(module\.|_orig_mod\.|model\.)+", "", k) for k in keys}
+    if {"fea_conv.weight", "IMDB1.c1.weight", "upsampler.0.weight"} <= bare:
+        return "imdn"
+    if {"entry.weight", "b1.b1.body.0.weight", "upsample.up2.body.0.weight"} <= bare:
+        return "carn-m"
     if any(re.match(r"body\.\d+\.lfl\.\d+\.", k) for k in keys):
         return "super-image"
     if any(re.match(r"body\.\d+\.b\d+\.", k) for k in keys):
         return "official"
     sample = ", ".join(sorted(keys)[:4])
     raise CheckpointError(
-        "not an AWSRN checkpoint: expected keys like 'body.0.b0.body.0.weight_v' (official) or "
-        f"'body.0.lfl.0.body.0.weight_v' (super-image); found e.g. {sample}")
+        "not an AWSRN, IMDN or CARN-M checkpoint: expected keys like 'body.0.b0.body.0.weight_v' (official), "
+        f"'body.0.lfl.0.body.0.weight_v' (super-image), 'IMDB1.c1.weight' (IMDN) or 'b1.b1.body.0.weight' "
+        f"(CARN-M); found e.g. {sample}")
 
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], source_format: str) -> dict[str, torch.Tensor]:
@@ -153,26 +162,49 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         if cfg_json is None:
             raise CheckpointError(f"{path}: native checkpoint without a config (metadata or {side.name})")
         try:
-            config = AWSRNConfig.from_dict(json.loads(cfg_json))
+            config = config_from_dict(json.loads(cfg_json))
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: bad config: {exc}") from exc
         return Checkpoint(tensors, config, fmt, path)
     sd = checkpoint_filter_fn(tensors, fmt)
+    if fmt in ("imdn", "carn-m"):
+        return Checkpoint(sd, _peer_config(sd, fmt, path), fmt, path)
     return Checkpoint(sd, infer_config(sd, fmt, str(path)), fmt, path)
+
+
+def _peer_config(sd: dict[str, torch.Tensor], arch: str, path: Path) -> PeerConfig:
+    if arch in MULTI_SCALE_PEERS:       # one model for every scale: the scale is chosen when it is built
+        return PeerConfig(arch, None)
+    out = sd["upsampler.0.weight"].shape[0]
+    scale = int(round((out / 3) ** 0.5))
+    try:
+        return PeerConfig(arch, scale)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 _STRUCTURE = ("scale", "n_lfb", "n_awru", "n_feats", "block_feats", "awms_kernels", "unit", "lrfu", "bam",
               "bam_reduction")
 
 
+def _structure_diffs(ck_cfg, cfg) -> list[str]:
+    """Where a checkpoint's structure differs from a model's (architecture first, then its fields)."""
+    kind = lambda c: c.arch if isinstance(c, PeerConfig) else "awsrn"  # noqa: E731
+    if kind(ck_cfg) != kind(cfg):
+        return [f"architecture: checkpoint {kind(ck_cfg)} vs model {kind(cfg)}"]
+    if isinstance(cfg, PeerConfig):
+        return [] if ck_cfg.scale in (None, cfg.scale) else [f"scale: checkpoint {ck_cfg.scale} vs model {cfg.scale}"]
+    return [f"{k}: checkpoint {getattr(ck_cfg, k)!r} vs model {getattr(cfg, k)!r}"
+            for k in _STRUCTURE if getattr(ck_cfg, k) != getattr(cfg, k)]
+
+
 def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
-    """Load ``path`` into ``model`` strictly. The model adopts the checkpoint's input convention
+    """Load ``path`` into ``model`` strictly. An AWSRN model adopts the checkpoint's input convention
     (range, mean shift), which is a property of the weights. Raises :class:`CheckpointError` naming the
     file, the structural differences, and the missing / unexpected / mis-shaped keys."""
     ck = read_checkpoint(path)
     cfg = model.cfg
-    diffs = [f"{k}: checkpoint {getattr(ck.config, k)!r} vs model {getattr(cfg, k)!r}"
-             for k in _STRUCTURE if getattr(ck.config, k) != getattr(cfg, k)]
+    diffs = _structure_diffs(ck.config, cfg)
     own = model.state_dict()
     missing = sorted(set(own) - set(ck.state_dict))
     unexpected = sorted(set(ck.state_dict) - set(own))
@@ -188,16 +220,25 @@ def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:8]) + more)
         raise CheckpointError("\n".join(lines))
     model.load_state_dict(ck.state_dict, strict=True)
-    model.cfg = dataclasses.replace(cfg, input_range=ck.config.input_range, mean_shift=ck.config.mean_shift)
+    if isinstance(cfg, AWSRNConfig):
+        model.cfg = dataclasses.replace(cfg, input_range=ck.config.input_range, mean_shift=ck.config.mean_shift)
     model.weights_path = str(path)
     return ck
 
 
-def model_from_checkpoint(path: str | Path) -> nn.Module:
-    """Build the model a checkpoint describes and load it."""
-    from .models import AWSRN
+def model_from_checkpoint(path: str | Path, scale: int | None = None) -> nn.Module:
+    """Build the model a checkpoint describes and load it. A multi-scale checkpoint (CARN-M) needs
+    ``scale``; for any other, ``scale`` must match the checkpoint's if given."""
+    from .models import AWSRN, build_peer
     ck = read_checkpoint(path)
-    model = AWSRN(ck.config)
+    cfg = ck.config
+    if isinstance(cfg, PeerConfig):
+        if cfg.scale is None and scale is None:
+            raise CheckpointError(f"{path}: a multi-scale {cfg.arch} checkpoint (x2, x3, x4); name the scale "
+                                  f"(e.g. --model {cfg.arch} --scale 4)")
+        model = build_peer(PeerConfig(cfg.arch, scale or cfg.scale))
+    else:
+        model = AWSRN(cfg if scale is None else dataclasses.replace(cfg, scale=scale))
     load_weights(model, path)
     return model
 
@@ -210,7 +251,10 @@ def save_native(model: nn.Module, path: str | Path, extra_metadata: dict | None 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: the native format is a .safetensors file")
-    cfg_json = json.dumps(model.cfg.to_dict(), sort_keys=True)
+    cfg = model.cfg.to_dict()
+    if cfg.get("arch") in MULTI_SCALE_PEERS:    # the file holds every scale's upsampler
+        cfg["scale"] = None
+    cfg_json = json.dumps(cfg, sort_keys=True)
     meta = {"format": NATIVE_FORMAT, "config": cfg_json, **(extra_metadata or {})}
     tensors = {k: v.detach().cpu().to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
@@ -222,7 +266,9 @@ def save_native(model: nn.Module, path: str | Path, extra_metadata: dict | None 
 
 
 def convert(src: str | Path, dst: str | Path) -> Checkpoint:
-    """Any readable checkpoint -> the native format."""
-    model = model_from_checkpoint(src)
+    """Any readable checkpoint -> the native format (a multi-scale one stays multi-scale)."""
+    ck = read_checkpoint(src)
+    multi = isinstance(ck.config, PeerConfig) and ck.config.scale is None
+    model = model_from_checkpoint(src, scale=2 if multi else None)
     save_native(model, dst, {"converted_from": Path(src).name, "source_sha256": file_sha256(src)})
     return read_checkpoint(dst)

@@ -54,7 +54,8 @@ def cmd_complexity(args) -> int:
 def cmd_convert(args) -> int:
     from .checkpoints import convert
     ck = convert(args.input, args.output)
-    print(f"wrote {args.output} ({ck.config.scale}x, from {args.input})")
+    scale = f"x{ck.config.scale}" if ck.config.scale else "multi-scale"
+    print(f"wrote {args.output} ({scale}, from {args.input})")
     return 0
 
 

@@ -70,3 +70,39 @@ class AWSRNConfig:
         if "rgb_mean" in d:
             d["rgb_mean"] = tuple(d["rgb_mean"])
         return cls(**d)
+
+
+PEER_SCALES = {"imdn": (2, 3, 4), "carn-m": (2, 3, 4)}
+MULTI_SCALE_PEERS = ("carn-m",)        # one set of weights for every scale
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """A peer network with official weights (``benchmark.models.peers``): its architecture and the scale
+    it runs at. CARN-M is one multi-scale model, so its weights alone do not name a scale."""
+
+    arch: str
+    scale: int | None = 2              # None: a multi-scale checkpoint's config (a built model has a scale)
+
+    def __post_init__(self) -> None:
+        if self.arch not in PEER_SCALES:
+            raise ValueError(f"unknown peer architecture {self.arch!r}; expected one of {sorted(PEER_SCALES)}")
+        if self.scale is None and self.arch in MULTI_SCALE_PEERS:
+            return
+        if self.scale not in PEER_SCALES[self.arch]:
+            raise ValueError(f"{self.arch} runs at scales {PEER_SCALES[self.arch]}, got {self.scale!r}")
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PeerConfig":
+        unknown = set(d) - {"arch", "scale"}
+        if unknown:
+            raise ValueError(f"unknown PeerConfig keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def config_from_dict(d: dict) -> "AWSRNConfig | PeerConfig":
+    """The config a native checkpoint stores: a peer's has an ``arch`` key, AWSRN's does not."""
+    return PeerConfig.from_dict(d) if "arch" in d else AWSRNConfig.from_dict(d)

@@ -74,7 +74,7 @@ def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str
         if model is None:
             if weights is None:
                 raise ValueError("evaluate needs a model name or weights")
-            m, name = model_from_checkpoint(weights), "checkpoint"
+            m, name = model_from_checkpoint(weights, scale), "checkpoint"
         else:
             name = get_variant(model).name
             m = create_model(model, scale=scale, weights=weights)

@@ -35,6 +35,25 @@ def paper_metrics_long() -> pd.DataFrame:
     return out.dropna(subset=["psnr"]).reset_index(drop=True)
 
 
+@lru_cache(maxsize=1)
+def peers_table() -> pd.DataFrame:
+    """Published numbers of peers that are not rows of the AWSRN paper (IMDN), same columns."""
+    with resources.files("benchmark.reference").joinpath("peers_published.csv").open() as fh:
+        df = pd.read_csv(fh)
+    df["note"] = df["note"].fillna("")
+    return df
+
+
+def published_row(method: str, scale: int) -> dict | None:
+    """The AWSRN paper's row for ``method`` at ``scale``, else a peer's own published row, else None."""
+    row = paper_row(method, scale)
+    if row is None:
+        df = peers_table()
+        hit = df[(df["method"] == method) & (df["scale"] == scale)]
+        row = None if hit.empty else hit.iloc[0].to_dict()
+    return row
+
+
 def paper_row(method: str, scale: int) -> dict | None:
     """The paper's row for ``method`` (e.g. 'AWSRN-S') at ``scale``, or None when not reported."""
     df = paper_table()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from torch import nn
 
-from .config import AWMS_KERNELS, AWSRNConfig
-from .paper import paper_row
+from .config import AWMS_KERNELS, PEER_SCALES, AWSRNConfig, PeerConfig
+from .paper import published_row
 
 
 @dataclass(frozen=True)
@@ -24,19 +24,29 @@ class Variant:
     paper_name: str | None              # the method's name in the paper table, if it is there
     description: str
     aliases: tuple[str, ...] = ()
+    peer: str | None = None             # a peer architecture (benchmark.models.peers) instead of AWSRN
 
     @property
     def is_baseline(self) -> bool:
-        return self.config is None
+        return self.config is None and self.peer is None
 
-    def config_for(self, scale: int, **overrides) -> AWSRNConfig:
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return PEER_SCALES[self.peer] if self.peer else (2, 3, 4, 8)
+
+    def config_for(self, scale: int, **overrides) -> AWSRNConfig | PeerConfig:
+        if self.peer:
+            if overrides:
+                raise ValueError(f"{self.name!r} is a peer with a fixed structure; no overrides (got {sorted(overrides)})")
+            return PeerConfig(self.peer, scale)
         if self.config is None:
             raise ValueError(f"{self.name!r} is a baseline without an AWSRN config")
         return dataclasses.replace(self.config, scale=scale, **overrides)
 
     def paper(self, scale: int) -> dict | None:
-        """The paper's row (params_k, multi_adds_g, PSNR/SSIM per dataset) at ``scale``, if reported."""
-        return paper_row(self.paper_name, scale) if self.paper_name else None
+        """The published row (params_k, multi_adds_g, PSNR/SSIM per dataset) at ``scale``: the AWSRN
+        paper's table, or for a peer outside it its own paper."""
+        return published_row(self.paper_name, scale) if self.paper_name else None
 
 
 class Registry:
@@ -94,6 +104,10 @@ def _subsets(kernels=AWMS_KERNELS):
 
 def _register_defaults() -> None:
     register(Variant("bicubic", None, None, "MATLAB bicubic upscaling (baseline, no weights)"))
+    register(Variant("imdn", None, "IMDN", "IMDN (Hui et al. 2019), peer: 6 IMDBs, 64 feats; official weights "
+                                           "../shared/peers/imdn/IMDN_x{2,3,4}.pth", peer="imdn"))
+    register(Variant("carn-m", None, "CARN-M", "CARN-M (Ahn et al. 2018), peer: one multi-scale model (x2/x3/x4); "
+                                               "official weights ../shared/peers/carn/carn_m.pth", peer="carn-m"))
     for name, (cfg, paper_name, desc) in _BASES.items():
         aliases = ("awsrn",) if name == "awsrn-l" else ()
         register(Variant(name, cfg, paper_name, desc, aliases))
@@ -128,7 +142,7 @@ def create_model(name: str, scale: int = 2, weights: str | Path | None = None, *
     ``overrides`` replace fields of the variant's :class:`AWSRNConfig` (None values are ignored, so
     CLI defaults never override a variant's own settings).
     """
-    from .models import AWSRN, Bicubic
+    from .models import AWSRN, Bicubic, build_peer
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     variant = REGISTRY.get(name)
@@ -138,7 +152,8 @@ def create_model(name: str, scale: int = 2, weights: str | Path | None = None, *
         if overrides:
             raise ValueError(f"{name!r} takes no config overrides (got {sorted(overrides)})")
         return Bicubic(scale)
-    model = AWSRN(variant.config_for(scale, **overrides))
+    cfg = variant.config_for(scale, **overrides)
+    model = build_peer(cfg) if variant.peer else AWSRN(cfg)
     if weights is not None:
         from .checkpoints import load_weights
         load_weights(model, weights)

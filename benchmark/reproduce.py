@@ -7,6 +7,7 @@ the AWMS-weight and branch-pruning studies; figures; results/README.md.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,72 @@ from .atomic import atomic_write_text
 from .results import write_table
 
 FULL_SETS = ["Set5", "Set14", "B100", "Urban100"]
+
+# Official peer weights under the peers root (../shared/peers beside the data root, or $AWSRN_PEERS), and the
+# protocols each is graded under: IMDN under both gray-image conventions (its paper uses basicsr's).
+PEER_WEIGHTS = {("imdn", 2): "imdn/IMDN_x2.pth", ("imdn", 3): "imdn/IMDN_x3.pth", ("imdn", 4): "imdn/IMDN_x4.pth",
+                ("carn-m", 2): "carn/carn_m.pth", ("carn-m", 3): "carn/carn_m.pth", ("carn-m", 4): "carn/carn_m.pth"}
+PEER_PROTOCOLS = {"imdn": ("matlab", "basicsr"), "carn-m": ("matlab",)}
+
+
+def peers_root(data_root) -> Path | None:
+    """``$AWSRN_PEERS``, else ``peers/`` beside the data root (../shared/peers beside ../shared/data)."""
+    env = os.environ.get("AWSRN_PEERS")
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    if data_root is not None and (Path(data_root).parent / "peers").is_dir():
+        return Path(data_root).parent / "peers"
+    return None
+
+
+def grade_peers(root: Path, peers: Path, datasets, store: Path, progress: bool) -> pd.DataFrame:
+    """Every peer checkpoint found under ``peers`` on ``datasets``, under its protocols, with the published
+    numbers beside ours."""
+    rows = []
+    for (name, scale), rel in PEER_WEIGHTS.items():
+        path = peers / rel
+        if not path.is_file():
+            _log(f"peer {name} x{scale}: {path} is absent, skipped")
+            continue
+        published = get_variant(name).paper(scale) or {}
+        for protocol in PEER_PROTOCOLS[name]:
+            _log(f"peer {name} x{scale} ({protocol})")
+            res = evaluate(name, datasets, [scale], protocol, weights=path, data_root=root, store=store,
+                           progress=progress)
+            for _, r in res.summary.iterrows():
+                ds = r.dataset.lower()
+                rows.append({"model": name, "scale": scale, "dataset": r.dataset, "protocol": protocol,
+                             "psnr": r.psnr, "ssim": r.ssim, "n_images": r.n_images,
+                             "published_psnr": published.get(f"{ds}_psnr", np.nan),
+                             "published_ssim": published.get(f"{ds}_ssim", np.nan), "weights": rel})
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["d_psnr"] = df.psnr - df.published_psnr
+        df["d_ssim"] = df.ssim - df.published_ssim
+    return df
+
+
+def protocol_effect(store: Path, root: Path, datasets, peers: Path | None, progress: bool) -> pd.DataFrame:
+    """How far the gray-image convention moves each set: bicubic and IMDN under matlab and basicsr,
+    per set and scale, with the number of images whose score differs."""
+    jobs = [("bicubic", s, None) for s in (2, 3, 4)]
+    if peers is not None:
+        jobs += [("imdn", s, peers / PEER_WEIGHTS[("imdn", s)]) for s in (2, 3, 4)
+                 if (peers / PEER_WEIGHTS[("imdn", s)]).is_file()]
+    rows = []
+    for name, scale, weights in jobs:
+        per = {}
+        for protocol in ("matlab", "basicsr"):
+            res = evaluate(name, datasets, [scale], protocol, weights=weights, data_root=root, store=store,
+                           progress=progress)
+            per[protocol] = res.images.set_index(["dataset", "image"])
+        both = per["matlab"][["psnr"]].join(per["basicsr"][["psnr"]], lsuffix="_matlab", rsuffix="_basicsr")
+        for ds, g in both.groupby(level="dataset"):
+            rows.append({"model": name, "scale": scale, "dataset": ds, "psnr_matlab": g.psnr_matlab.mean(),
+                         "psnr_basicsr": g.psnr_basicsr.mean(),
+                         "d_psnr": g.psnr_basicsr.mean() - g.psnr_matlab.mean(),
+                         "images_that_differ": int((g.psnr_basicsr != g.psnr_matlab).sum()), "n_images": len(g)})
+    return pd.DataFrame(rows)
 
 
 def _log(msg: str) -> None:
@@ -120,6 +187,15 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         write_table(curves, out / "learning_curves.csv")
         report.fig_learning_curves(curves, out / "fig_learning_curves.png", pvo)
 
+    peers = peers_root(root)
+    if root is not None and peers is not None:
+        _log(f"peers from {peers}")
+        report.save_table(grade_peers(root, peers, datasets, store, progress), out, "peers", floatfmt=".4f")
+    if root is not None:
+        _log("protocols: gray images under matlab and basicsr")
+        report.save_table(protocol_effect(store, root, datasets, peers, progress), out, "protocol_effect",
+                          floatfmt=".4f")
+
     _log("CPU latency (96x96 LR, 1 thread)")
     spec = LatencySpec(preset="custom", lr_hw=(96, 96), warmup=3, repeats=latency_repeats, threads=1)
     lat = pd.concat([latency_table(None, (2, 4), spec), latency_table(None, (2, 4), LatencySpec(
@@ -201,6 +277,24 @@ def _paper_gap(path: Path) -> str:
     return df.to_markdown(index=False, floatfmt=".2f") + "\n"
 
 
+def _protocol_summary(path: Path) -> str:
+    """Plain words from protocol_effect.csv: which sets the convention moves, and by how much."""
+    if not path.is_file():
+        return ""
+    df = pd.read_csv(path)
+    moved = df[df.images_that_differ > 0]
+    still = sorted(set(df.dataset) - set(moved.dataset))
+    lines = []
+    for ds, g in moved.groupby("dataset"):
+        n = int(g.images_that_differ.max())
+        cells = ", ".join(f"{r.model} x{r.scale} {r.psnr_matlab:.3f} -> {r.psnr_basicsr:.3f} ({r.d_psnr:+.3f} dB)"
+                          for r in g.itertuples())
+        lines.append(f"- {ds}: {n} of {int(g.n_images.max())} images differ; matlab -> basicsr: {cells}.")
+    if still:
+        lines.append(f"- {', '.join(still)}: no gray image, every score identical under both conventions.")
+    return "\n".join(lines) + "\n"
+
+
 def write_index(out: Path) -> None:
     """results/README.md: what each file is, the key tables inline, the figures embedded."""
     cols = lambda p, c: pd.read_csv(p)[c].to_markdown(index=False, floatfmt=".4f") + "\n" if p.is_file() else ""  # noqa: E731
@@ -226,6 +320,19 @@ def write_index(out: Path) -> None:
         "graded number) against GPU minutes. Where a curve flattens or turns down while the training loss "
         "still falls, the model has learnt what 291 images teach.\n",
         "![learning curves](fig_learning_curves.png)\n",
+        "## Peers with official weights — `peers.{csv,md,tex}`\n",
+        "IMDN (x2/x3/x4) and CARN-M (one multi-scale model) from `../shared/peers`, built here "
+        "(`benchmark/models/peers.py`), loaded strictly, graded on the same images with the same code; "
+        "`published_*` are their papers' numbers (CARN-M's are also the AWSRN paper's row). IMDN's paper grades "
+        "gray images as RGB, i.e. protocol `basicsr`; CARN-M's released weights are not exactly the paper's "
+        "model (the CARN repository reports differences of up to about 0.15 dB).\n",
+        _md(out / "peers.csv"),
+        "## Gray images: `matlab` vs `basicsr` — `protocol_effect.{csv,md,tex}`\n",
+        "The AWSRN/EDSR script grades a grayscale image on its own values; BasicSR and IMDN read every image "
+        "as RGB (gray replicated), so a gray image is graded on Y = 16 + 0.8588 g, which shrinks its errors "
+        "by 219/255 and raises its PSNR by about 1.3 dB. Measured here, per set (per-image rows in `store/`):\n",
+        _protocol_summary(out / "protocol_effect.csv"),
+        _md(out / "protocol_effect.csv"),
         "## Training speed on a GPU — `gpu/train_throughput_gpu.csv`, `gpu/train_group_gpu.csv`\n",
         "`python scripts/train_speed.py` inside `scripts/gpu_train.sh`: AWSRN-S x4, batch 16, 48 px, the eager "
         "step and the fast step side by side in one process on one GPU.\n",
