@@ -8,6 +8,15 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()       # read once, at import: os.umask is process-wide and not thread-safe
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result to ``path``."""
     path = Path(path)
@@ -16,6 +25,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)       # mkstemp makes 0600; the file follows the umask like open()
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

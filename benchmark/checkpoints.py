@@ -55,6 +55,23 @@ def file_sha256(path: str | Path) -> str:
 
 
 # --------------------------------------------------------------------------------------- reading
+def safe_torch_load(path: Path):
+    """``torch.load(weights_only=True)`` with one clear error: a file holding executable pickle content
+    is refused (the global it asked for is named), anything else unreadable is named as such."""
+    import pickle
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", text)
+        what = f" (it asks for {found.group(1)})" if found else ""
+        raise CheckpointError(f"{path}: holds executable pickle content{what}; refused: only tensors are "
+                              f"loaded from torch files (weights_only=True)") from exc
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'})") from exc
+
+
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -67,12 +84,7 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         except Exception as exc:
             if path.suffix == ".safetensors":
                 raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path}: not a readable torch checkpoint with weights_only=True ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]})") from exc
+    obj = safe_torch_load(path)
     # unwrap the usual containers ({'state_dict': ...}, {'model': ...}, {'params': ...})
     for key in ("state_dict", "model", "params", "params_ema"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -165,11 +177,28 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             config = config_from_dict(json.loads(cfg_json))
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: bad config: {exc}") from exc
+        _check_config_fits_tensors(config, tensors, path)     # before anything is built from the config
         return Checkpoint(tensors, config, fmt, path)
     sd = checkpoint_filter_fn(tensors, fmt)
     if fmt in ("imdn", "carn-m"):
         return Checkpoint(sd, _peer_config(sd, fmt, path), fmt, path)
     return Checkpoint(sd, infer_config(sd, fmt, str(path)), fmt, path)
+
+
+def _check_config_fits_tensors(config, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A native checkpoint's stored config must describe the tensors beside it (a config asking for 400
+    LFBs over a 1-LFB state dict is refused here, not after building a 1 GB model)."""
+    if isinstance(config, PeerConfig):
+        arch = detect_format(tensors.keys())
+        found = _peer_config(tensors, arch, path) if arch in ("imdn", "carn-m") else None
+        if found is None or found.arch != config.arch or (found.scale is not None and found.scale != config.scale):
+            raise CheckpointError(f"{path}: its config ({config.to_dict()}) does not describe its tensors")
+        return
+    found = infer_config(tensors, "official", str(path))
+    diffs = [f"{k} {getattr(config, k)!r} (tensors: {getattr(found, k)!r})" for k in _STRUCTURE
+             if k not in ("unit", "lrfu") and getattr(config, k) != getattr(found, k)]
+    if diffs:
+        raise CheckpointError(f"{path}: its config does not describe its tensors: " + "; ".join(diffs))
 
 
 def _peer_config(sd: dict[str, torch.Tensor], arch: str, path: Path) -> PeerConfig:

@@ -11,11 +11,75 @@ from pathlib import Path
 import pandas as pd
 
 
-def _scales(text: str) -> tuple[int, ...]:
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the flag, the value and what was expected (exit 2), no usage block."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _scale(text: str) -> int:
+    from .config import SCALES
     try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--scales expects comma-separated integers like 2,3,4, got {text!r}")
+        value = None
+    if value not in SCALES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(map(str, SCALES))}, got {text!r}")
+    return value
+
+
+def _scales(text: str) -> tuple[int, ...]:
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated scales like 2,3,4, got {text!r}")
+    return tuple(_scale(t) for t in parts)
+
+
+def _name_list(text: str) -> str:
+    if not [t for t in text.split(",") if t.strip()]:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names like Set5,Set14, got {text!r}")
+    return text
+
+
+def _device(text: str) -> str:
+    import re
+
+    import torch
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available here (torch {torch.__version__}); "
+                                         f"use --device cpu or install a CUDA build of torch (README)")
+    return text
+
+
+def _out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """A folder the command can write into (created if missing), or one clear error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: is a file; expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: cannot create the folder ({exc.strerror})") from exc
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path}: the folder is not writable")
+    return path
 
 
 def emit(df: pd.DataFrame, fmt: str, out: str | None = None, floatfmt: str = ".4f") -> None:
@@ -61,6 +125,14 @@ def cmd_convert(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
+    from .registry import get_variant
+    if args.model is not None:
+        supported = get_variant(args.model).scales
+        bad = [s for s in args.scale if s not in supported]
+        if bad:
+            raise ValueError(f"--scale {bad[0]}: {args.model} runs at scales {', '.join(map(str, supported))}")
+    if not args.no_store or args.save_images:
+        _out_dir(args.out)
     store = None if args.no_store else Path(args.out) / "store"
     res = evaluate(args.model, args.datasets, args.scale, args.protocol, weights=args.weights,
                    self_ensemble=args.self_ensemble, data_root=args.data_root, store=store, device=args.device,
@@ -73,6 +145,10 @@ def cmd_evaluate(args) -> int:
     if not args.quiet:
         print(f"wall {res.wall_s:.2f} s, forward {res.images['forward_s'].sum() if not res.images.empty else 0:.2f} s",
               file=sys.stderr)
+    for r in res.summary.itertuples():
+        if getattr(r, "n_nonfinite", 0):
+            print(f"warning: {r.dataset} x{r.scale}: {r.n_nonfinite} image(s) gave a non-finite PSNR (SR equal to "
+                  f"HR) and are left out of the mean", file=sys.stderr)
     for path, why in res.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if res.skipped:
@@ -131,6 +207,7 @@ def _overrides(items) -> dict:
 
 def cmd_train(args) -> int:
     from .train import TrainConfig, train
+    _out_dir(args.out or f"runs/{args.model}-x{args.scale}")
     cfg = TrainConfig(model=args.model, scale=args.scale, data=tuple(d for d in args.data.split(",") if d),
                       out=args.out or f"runs/{args.model}-x{args.scale}", iters=args.iters, batch=args.batch,
                       patch=args.patch, lr=args.lr, schedule=args.schedule, step_every=args.step_every,
@@ -159,6 +236,7 @@ def cmd_train_group(args) -> int:
     from .complexity import count_params
     from .registry import create_model
     from .train import TrainConfig, train_group
+    _out_dir(args.out_root, "--out-root")
     cfgs = []
     for item in _names(args.runs):
         parts = item.split(":")
@@ -186,6 +264,7 @@ def cmd_train_group(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
+    _out_dir(args.out)
     reproduce(args.data_root, args.out, args.checkpoints, latency_repeats=args.latency_repeats,
               progress=not args.quiet)
     return 0
@@ -222,16 +301,16 @@ def cmd_ablate(args) -> int:
 
 
 def _add_latency_flags(s, preset="720p"):
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", type=_device)
     s.add_argument("--preset", default=preset, choices=["720p", "ntire"])
     s.add_argument("--lr-size", default=None, help="custom LR size HxW (overrides --preset)")
-    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--batch", type=_int_at_least(1), default=1)
     s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--compile", action="store_true", help="torch.compile the model first")
-    s.add_argument("--warmup", type=int, default=10)
-    s.add_argument("--repeats", type=int, default=50)
-    s.add_argument("--threads", type=int, default=None, help="CPU threads (pinned for the run)")
+    s.add_argument("--warmup", type=_int_at_least(0), default=10)
+    s.add_argument("--repeats", type=_int_at_least(1), default=50)
+    s.add_argument("--threads", type=_int_at_least(1), default=None, help="CPU threads (pinned for the run)")
     s.add_argument("--out", default="results")
 
 
@@ -248,7 +327,7 @@ def _add_train_flags(s) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="awsrn-bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="awsrn-bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     fmt = dict(choices=["table", "csv", "md", "latex"], default="table")
 
@@ -268,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="registry name (e.g. awsrn-s, bicubic); omit to use --weights alone")
     s.add_argument("--scale", type=_scales, default=(2,), help="scale or comma-separated scales")
     s.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
-    s.add_argument("--datasets", default="Set5,Set14,B100,Urban100")
+    s.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list)
     s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])
     s.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (the paper's '+')")
     s.add_argument("--deploy", action="store_true", help="evaluate the reparameterized deploy form")
@@ -276,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="results", help="results folder; the store lives in <out>/store")
     s.add_argument("--no-store", action="store_true", help="do not read or write the results store")
     s.add_argument("--save-images", action="store_true", help="write SR images to <out>/sr/")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--tile", type=int, default=None, help="LR tile size (default: tile only large images)")
+    s.add_argument("--device", default="cpu", type=_device)
+    s.add_argument("--tile", type=_int_at_least(16), default=None, help="LR tile size (default: tile only large images)")
     s.add_argument("--format", **fmt)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate)
@@ -299,22 +378,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a registry variant (L1, Adam, the paper's schedule)")
     s.add_argument("--model", default="awsrn-s")
-    s.add_argument("--scale", type=int, default=4)
+    s.add_argument("--scale", type=_scale, default=4)
     s.add_argument("--data", required=True, help="comma-separated folders of HR images (DIV2K layout or flat)")
-    s.add_argument("--iters", type=int, default=1000)
+    s.add_argument("--iters", type=_int_at_least(1), default=1000)
     s.add_argument("--out", default=None, help="run folder (default runs/<model>-x<scale>)")
     s.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    s.add_argument("--batch", type=int, default=16)
-    s.add_argument("--patch", type=int, default=48, help="LR patch side")
+    s.add_argument("--batch", type=_int_at_least(1), default=16)
+    s.add_argument("--patch", type=_int_at_least(1), default=48, help="LR patch side")
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--schedule", default="step", choices=["step", "cosine"])
-    s.add_argument("--step-every", type=int, default=200_000, help="halve the lr every N iterations")
+    s.add_argument("--step-every", type=_int_at_least(1), default=200_000, help="halve the lr every N iterations")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--val-images", type=int, default=10)
-    s.add_argument("--val-every", type=int, default=500)
-    s.add_argument("--log-every", type=int, default=50)
-    s.add_argument("--ckpt-every", type=int, default=500)
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--val-images", type=_int_at_least(0), default=10)
+    s.add_argument("--val-every", type=_int_at_least(1), default=500)
+    s.add_argument("--log-every", type=_int_at_least(1), default=50)
+    s.add_argument("--ckpt-every", type=_int_at_least(1), default=500)
+    s.add_argument("--device", default="cpu", type=_device)
     s.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--compile", action="store_true")
@@ -335,17 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--continue-from", default=None,
                    help="folder of earlier runs: a run starts from <folder>/<model>-x<scale>/model.safetensors "
                         "when it exists (a new segment)")
-    s.add_argument("--iters", type=int, default=1_000_000)
-    s.add_argument("--batch", type=int, default=16)
-    s.add_argument("--patch", type=int, default=48, help="LR patch side (a run's :PATCH overrides it)")
+    s.add_argument("--iters", type=_int_at_least(1), default=1_000_000)
+    s.add_argument("--batch", type=_int_at_least(1), default=16)
+    s.add_argument("--patch", type=_int_at_least(1), default=48, help="LR patch side (a run's :PATCH overrides it)")
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--schedule", default="cosine", choices=["step", "cosine"])
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--val-images", type=int, default=10)
-    s.add_argument("--val-every", type=int, default=5000)
-    s.add_argument("--log-every", type=int, default=500)
-    s.add_argument("--ckpt-every", type=int, default=5000)
-    s.add_argument("--device", default="cuda")
+    s.add_argument("--val-images", type=_int_at_least(0), default=10)
+    s.add_argument("--val-every", type=_int_at_least(1), default=5000)
+    s.add_argument("--log-every", type=_int_at_least(1), default=500)
+    s.add_argument("--ckpt-every", type=_int_at_least(1), default=5000)
+    s.add_argument("--device", default="cuda", type=_device)
     s.add_argument("--time-budget", type=float, default=None, help="seconds of training for the whole group")
     s.add_argument("--compact-above", type=int, default=None,
                    help="store model.safetensors as float16 for variants with more parameters than this")
@@ -357,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", default=None, help="default $AWSRN_DATA; none: the embedded skimage set")
     s.add_argument("--out", default="results")
     s.add_argument("--checkpoints", default="checkpoints")
-    s.add_argument("--latency-repeats", type=int, default=20)
+    s.add_argument("--latency-repeats", type=_int_at_least(1), default=20)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_reproduce)
 
@@ -370,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = kinds.add_parser("pruning", help="all 15 AWMS subsets of a checkpoint, optionally fine-tuned")
     k.add_argument("checkpoint")
     k.add_argument("--variant", default="awsrn-s")
-    k.add_argument("--finetune-iters", type=int, default=0, help="0: without retraining only")
+    k.add_argument("--finetune-iters", type=_int_at_least(0), default=0, help="0: without retraining only")
     k.add_argument("--data", default="", help="training folders for the fine-tune, comma-separated")
     k.add_argument("--datasets", default="Set5")
     k.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv",
@@ -378,10 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     k = kinds.add_parser("study", help="train the variants of a study at one budget and grade them")
     from ablations.training_studies import STUDIES
     k.add_argument("name", choices=sorted(STUDIES))
-    k.add_argument("--iters", type=int, required=True, help="the budget, equal for every variant")
+    k.add_argument("--iters", type=_int_at_least(1), required=True, help="the budget, equal for every variant")
     k.add_argument("--data", required=True, help="training folders, comma-separated")
-    k.add_argument("--scale", type=int, default=4)
-    k.add_argument("--device", default="cpu")
+    k.add_argument("--scale", type=_scale, default=4)
+    k.add_argument("--device", default="cpu", type=_device)
     k.add_argument("--datasets", default="Set5,Set14")
     k.add_argument("--out", default="results/study_{study}.csv")
     for k in kinds.choices.values():
@@ -402,8 +481,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, KeyError, ValueError, FileNotFoundError, ImageReadError) as exc:
+    except (CheckpointError, KeyError, ValueError, FileNotFoundError, ImageReadError, OSError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            msg = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
         print(f"awsrn-bench {args.command}: error: {msg}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,19 +96,47 @@ def list_images(dataset: str, data_root: str | Path | None = None) -> list[Image
     return refs
 
 
+# The largest standard benchmark images (DIV2K, Manga109) have under 3 MP; the cap leaves a wide margin
+# and stops a small file that declares a huge size (a decompression bomb) before it is decoded.
+MAX_PIXELS = int(os.environ.get("AWSRN_MAX_PIXELS", 40_000_000))
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_uint8_gray(im) -> np.ndarray:
+    """A 16-bit gray image to 8 bit as MATLAB's ``im2uint8`` does (round(x / 257))."""
+    arr = np.asarray(im, dtype=np.float64)
+    return np.floor(arr / 257.0 + 0.5).astype(np.uint8)
+
+
 def decode_image(path: Path | None, data: bytes | None = None) -> np.ndarray:
-    """uint8 array (H, W) for grayscale (mode L / I;16 / 1) or (H, W, 3) for colour images."""
+    """uint8 array (H, W) for grayscale (modes L / 1 / LA, and 16-bit gray scaled like MATLAB's
+    ``im2uint8``) or (H, W, 3) for colour images. Raises :class:`ImageReadError` naming the file for an
+    unreadable image, one that declares more than ``MAX_PIXELS`` pixels, or a pixel format with no
+    defined 8-bit reading (32-bit integer or float)."""
+    where = path if path is not None else "<image bytes>"
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageReadError(f"{where}: declares {w}x{h} = {w * h / 1e6:.1f} MP, over the {MAX_PIXELS / 1e6:.0f} MP "
+                                     f"limit (AWSRN_MAX_PIXELS); not decoded")
             im.load()
-            if im.mode in ("L", "1", "I;16", "I", "F", "LA"):
+            if im.mode in _SIXTEEN_BIT:
+                arr = _to_uint8_gray(im)
+            elif im.mode in ("I", "F"):
+                raise ImageReadError(f"{where}: pixel mode {im.mode} (32-bit) has no defined 8-bit reading; "
+                                     f"expected 8-bit or 16-bit images")
+            elif im.mode in ("L", "1", "LA"):
                 arr = np.array(im.convert("L"))
             else:
                 arr = np.array(im.convert("RGB"))
+    except ImageReadError:
+        raise
     except Exception as exc:
-        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the file", str(exc))
+        raise ImageReadError(f"{where}: cannot read image ({type(exc).__name__}: {detail})") from exc
     if arr.ndim not in (2, 3) or min(arr.shape[:2]) < 1:
-        raise ImageReadError(f"{path}: unexpected image shape {arr.shape}")
+        raise ImageReadError(f"{where}: unexpected image shape {arr.shape}")
     return np.ascontiguousarray(arr)
 
 
@@ -133,6 +162,16 @@ def load_hr(ref: ImageRef) -> tuple[np.ndarray, str]:
     except OSError as exc:
         raise ImageReadError(f"{ref.hr_path}: cannot read file ({exc})") from exc
     return decode_image(ref.hr_path, data), hashlib.sha256(data).hexdigest()
+
+
+def image_sha256(ref: ImageRef) -> str | None:
+    """sha256 of an image's source bytes (the identity of its rows in the store), None if unreadable."""
+    if ref.hr_path is None:
+        return load_hr(ref)[1]
+    try:
+        return hashlib.sha256(ref.hr_path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def default_cache_dir() -> Path:

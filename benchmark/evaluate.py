@@ -6,6 +6,7 @@ interrupted run resumes where it stopped (losing at most the images in flight: o
 """
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoints import file_sha256, model_from_checkpoint
-from .data import ImageReadError, LRCache, LR_CACHE_VERSION, decode_image, list_images, load_hr
+from .data import ImageReadError, LRCache, LR_CACHE_VERSION, decode_image, image_sha256, list_images, load_hr
 from .imresize import modcrop
 from .inference import Runner
 from .protocols import Protocol, get_protocol
@@ -44,9 +45,10 @@ def _to_chw(img: np.ndarray) -> torch.Tensor:
 def prepare_pair(ref, scale: int, protocol: Protocol, cache: LRCache) -> tuple[np.ndarray, np.ndarray]:
     """Modcropped uint8 HR and its uint8 LR (provided file, cache, or computed and cached)."""
     hr, key = load_hr(ref)
+    size = hr.shape[:2]
     hr = modcrop(hr, scale)
     if min(hr.shape[:2]) < scale:
-        raise ImageReadError(f"{ref.hr_path or ref.name}: image {hr.shape[:2]} too small for x{scale}")
+        raise ImageReadError(f"{ref.hr_path or ref.name}: image {size[1]}x{size[0]} is too small for x{scale}")
     provided = ref.provided_lr(scale) if protocol.lr_method == "matlab" else None
     if provided is not None:
         lr = decode_image(provided)
@@ -63,6 +65,9 @@ def prepare_pair(ref, scale: int, protocol: Protocol, cache: LRCache) -> tuple[n
     return hr, lr
 
 
+RANDOM_INIT_SEED = 0
+
+
 def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str, str]:
     """(module, model name, weights id) for one scale."""
     from .registry import create_model, get_variant
@@ -77,8 +82,10 @@ def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str
             m, name = model_from_checkpoint(weights, scale), "checkpoint"
         else:
             name = get_variant(model).name
-            m = create_model(model, scale=scale, weights=weights)
-        wid = file_sha256(weights) if weights else ("none" if name == "bicubic" else "random-init")
+            with torch.random.fork_rng():      # a model without weights is seeded, so its rows have an identity
+                torch.manual_seed(RANDOM_INIT_SEED)
+                m = create_model(model, scale=scale, weights=weights)
+        wid = file_sha256(weights) if weights else ("none" if name == "bicubic" else f"random-init-seed{RANDOM_INIT_SEED}")
     if getattr(m, "scale", scale) != scale:
         raise ValueError(f"model {name} is x{m.scale} but x{scale} was asked for")
     if deploy:
@@ -96,9 +103,13 @@ def _save_sr(sr: torch.Tensor, path: Path) -> None:
 def summarize(images: pd.DataFrame) -> pd.DataFrame:
     if images.empty:
         return pd.DataFrame(columns=ID_COLS + ["psnr", "ssim", "n_images", "forward_s"])
-    g = images.groupby(ID_COLS, sort=False, dropna=False)
+    # a non-finite PSNR (SR identical to HR) would make the mean inf: it is left out and counted
+    finite = images.assign(psnr=images["psnr"].where(np.isfinite(images["psnr"])),
+                           ssim=images["ssim"].where(np.isfinite(images["ssim"])))
+    g = finite.groupby(ID_COLS, sort=False, dropna=False)
     out = g.agg(psnr=("psnr", "mean"), ssim=("ssim", "mean"), n_images=("image", "size"),
                 forward_s=("forward_s", "sum")).reset_index()
+    out["n_nonfinite"] = g["psnr"].apply(lambda v: int(v.isna().sum())).values
     return out
 
 
@@ -128,6 +139,11 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     frames = []
     for scale in scales:
         net, name, wid = _model_for(model, scale, weights, deploy)
+        run_store = store
+        if store is not None and wid == "random-init":
+            # a module handed in without a weights file has no identity to key its rows by
+            print(f"note: {name} has no weights file; its rows are not stored", file=sys.stderr)
+            run_store = None
         net = net.to(dev).eval()
         runner = Runner(net, self_ensemble=self_ensemble, tile=tile)
         for ds in datasets:
@@ -136,9 +152,18 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
             key = {"model": name, "weights": wid[:12], "scale": scale, "dataset": ds_name,
                    "protocol": proto.name, "se": int(self_ensemble), "deploy": int(deploy),
                    "lr": f"{proto.lr_method}-{LR_CACHE_VERSION}"}   # a new resize never reuses old rows
-            done = store.read_run("eval", key) if store else pd.DataFrame()
-            rows = done.to_dict("records")
-            have = set(done["image"].astype(str)) if not done.empty else set()
+            done = run_store.read_run("eval", key) if run_store else pd.DataFrame()
+            # rows are keyed by image content: a stored row is reused only for the same bytes, and only the
+            # images of this run are reported (rows of other images stay in the store, untouched)
+            shas = {r.name: image_sha256(r) for r in refs}
+            if not done.empty and "image_sha256" in done:
+                done["image"] = done["image"].astype(str)
+                same = done["image_sha256"] == done["image"].map(shas)
+                kept, others = done[same], done[~done["image"].isin(list(shas))]
+            else:
+                kept, others = pd.DataFrame(), done if not done.empty and "image_sha256" in done else pd.DataFrame()
+            rows = kept.to_dict("records")
+            have = set(kept["image"]) if not kept.empty else set()
             todo = [r for r in refs if r.name not in have]
             bar = tqdm(total=len(todo), desc=f"{name} x{scale} {ds_name}", disable=not progress or not todo,
                        leave=False)
@@ -154,15 +179,16 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
                     _save_sr(sr, Path(save_dir) / name / ds_name / f"x{scale}" / f"{ref.name}.png")
                 rows.append({"model": name, "weights_sha256": wid, "scale": scale, "dataset": ds_name,
                              "protocol": proto.name, "self_ensemble": bool(self_ensemble), "deploy": bool(deploy),
-                             "image": ref.name, "psnr": psnr, "ssim": ssim, "forward_s": secs,
+                             "image": ref.name, "image_sha256": shas.get(ref.name), "psnr": psnr, "ssim": ssim,
+                             "forward_s": secs,
                              "hr_h": hr_shape[0], "hr_w": hr_shape[1], **env})
-                if store:
-                    store.write_run("eval", key, pd.DataFrame(rows), env)
+                if run_store:
+                    run_store.write_run("eval", key, pd.concat([others, pd.DataFrame(rows)], ignore_index=True), env)
                 bar.update(1)
 
             def skip(ref, exc) -> None:
                 skipped.append((str(ref.hr_path or ref.name), str(exc)))
-                tqdm.write(f"skipped {ref.hr_path or ref.name}: {exc}")
+                tqdm.write(f"skipped {ref.hr_path or ref.name}: {exc}", file=sys.stderr)   # stdout holds the table
                 bar.update(1)
 
             # A small pipeline: while the model runs on image i, a worker decodes image i+1 and grades

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .checkpoints import CheckpointError, read_checkpoint, save_native
+from .checkpoints import CheckpointError, read_checkpoint, safe_torch_load, save_native
 from .data import IMAGE_EXTS, ImageReadError, LRCache, LR_CACHE_VERSION, decode_image
 from .imresize import bicubic_downscale, modcrop
 from .results import device_name, environment, write_table
@@ -477,7 +477,7 @@ def _finished(cfg: TrainConfig) -> dict | None:
     out = Path(cfg.out)
     if not ((out / "checkpoint.pt").is_file() and (out / "model.safetensors").is_file()):
         return None
-    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = safe_torch_load(out / "checkpoint.pt")
     target = int(state.get("horizon", cfg.iters)) if cfg.time_budget_s else cfg.iters
     if int(state["iter"]) < target:
         return None
@@ -571,14 +571,18 @@ class Trainer:
         pairs, self.skipped, self.val_pairs = training_pairs(cfg.data, cfg.scale, cfg.patch * cfg.scale,
                                                              cfg.val_images)
         if not pairs:
-            raise ValueError(f"no training image is at least {cfg.patch * cfg.scale}px on each side")
+            unreadable = [p for p, why in self.skipped if "smaller than" not in why]
+            small = len(self.skipped) - len(unreadable)
+            raise ValueError(f"no usable training image in {list(cfg.data)}: {small} smaller than the "
+                             f"{cfg.patch * cfg.scale}px HR patch, {len(unreadable)} unreadable"
+                             + (f" (e.g. {unreadable[0]})" if unreadable else ""))
         self.n_train = len(pairs)
         chunk = 16 if self.use_graph else 1   # batches drawn per sampler call on the GPU
         self.sampler = PatchSampler(pairs, cfg.scale, cfg.patch, cfg.batch, self.device, cfg.seed, chunk=chunk)
         self.monitor = load_monitor(cfg.monitor, cfg.scale, cfg.data_root) if cfg.monitor and self.main else {}
 
     def _restore(self) -> None:
-        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(self.ckpt_path)
         self.model.load_state_dict(state["model"])
         lr_tensor = self.opt.param_groups[0]["lr"]
         self.opt.load_state_dict(state["optimizer"])

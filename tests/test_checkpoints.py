@@ -116,7 +116,7 @@ def test_unexpected_and_missing_keys_named(tmp_path):
 
 def test_not_an_awsrn_checkpoint(tmp_path):
     path = _save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not an AWSRN checkpoint"):
+    with pytest.raises(CheckpointError, match="not an AWSRN, IMDN or CARN-M checkpoint"):
         read_checkpoint(path)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="junk.pt"):
