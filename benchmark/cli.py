@@ -236,7 +236,6 @@ def cmd_train_group(args) -> int:
     from .complexity import count_params
     from .registry import create_model
     from .train import TrainConfig, train_group
-    _out_dir(args.out_root, "--out-root")
     cfgs = []
     for item in _names(args.runs):
         parts = item.split(":")
@@ -255,6 +254,7 @@ def cmd_train_group(args) -> int:
             fast=not args.no_fast, graph=not args.no_graph, init_from=str(prev) if prev is not None and prev.is_file() else None,
             monitor=_names(args.monitor), data_root=args.data_root,
             save_dtype="float16" if big else args.save_dtype))
+    _out_dir(args.out_root, "--out-root")
     df = train_group(cfgs, time_budget_s=args.time_budget, resume=args.resume, progress=not args.quiet)
     from .results import write_table
     write_table(df, Path(args.out_root) / "group.csv")

@@ -10,8 +10,9 @@ from torch import nn
 def receptive_radius(model: nn.Module) -> int | None:
     """LR pixels on each side that influence one output pixel, or None when the model has a global
     operation (BAM's or wSE's average pool) or is not an AWSRN (tiling would then not be exact)."""
+    from .config import AWSRNConfig
     cfg = getattr(model, "cfg", None)
-    if cfg is None or cfg.bam or cfg.unit == "wru":
+    if not isinstance(cfg, AWSRNConfig) or cfg.bam or cfg.unit == "wru":   # peers: IMDN's CCA pools globally
         return None
     return 1 + cfg.n_lfb * (2 * cfg.n_awru + 1) + max(cfg.awms_kernels) // 2
 

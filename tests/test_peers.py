@@ -81,3 +81,15 @@ def test_carn_m_is_within_the_known_distance_of_its_paper(peers, data_root):
     s5 = evaluate("carn-m", ["Set5"], [4], weights=peers / "carn/carn_m.pth", data_root=data_root,
                   progress=False).summary
     assert abs(s5.psnr.iloc[0] - 31.92) < 0.15
+
+
+def test_peers_are_never_tiled():
+    """IMDN's contrast-aware attention pools over the whole image, so a tiled forward would not be the
+    model's function: large inputs run whole."""
+    from benchmark.inference import Runner, receptive_radius
+    m = create_model("imdn", scale=2).eval()
+    assert receptive_radius(m) is None and receptive_radius(create_model("carn-m", scale=2)) is None
+    x = torch.rand(1, 3, 40, 40)
+    y, _ = Runner(m, max_pixels=100)(x)
+    with torch.no_grad():
+        assert torch.equal(y, m(x))

@@ -112,6 +112,13 @@ def test_16_bit_gray_decodes_like_matlab_im2uint8(tmp_path):
     assert np.isfinite(res.summary.psnr.iloc[0]) and res.summary.psnr.iloc[0] < 60
 
 
+def test_32_bit_images_are_refused_with_the_reason(tmp_path):
+    p = tmp_path / "f.tif"
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(p)
+    with pytest.raises(ImageReadError, match=r"f.tif: pixel mode F \(32-bit\) has no defined 8-bit reading"):
+        decode_image(p)
+
+
 def test_a_non_finite_psnr_is_left_out_of_the_mean_and_counted():
     rows = pd.DataFrame({"model": "m", "weights_sha256": "w", "scale": 2, "dataset": "D", "protocol": "matlab",
                          "self_ensemble": False, "deploy": False, "image": ["a", "b", "c"],
