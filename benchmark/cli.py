@@ -266,7 +266,7 @@ def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
     _out_dir(args.out)
     reproduce(args.data_root, args.out, args.checkpoints, latency_repeats=args.latency_repeats,
-              progress=not args.quiet)
+              progress=not args.quiet, fresh=args.fresh)
     return 0
 
 
@@ -437,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="results")
     s.add_argument("--checkpoints", default="checkpoints")
     s.add_argument("--latency-repeats", type=_int_at_least(1), default=20)
+    s.add_argument("--fresh", action="store_true", help="regrade everything: the store's rows are deleted first")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_reproduce)
 

@@ -140,10 +140,13 @@ def _visual_crops(checkpoints: dict, data_root, out: Path, scale: int = 4, size:
 
 
 def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str | Path = "checkpoints",
-              latency_repeats: int = 20, progress: bool = False) -> Path:
+              latency_repeats: int = 20, progress: bool = False, fresh: bool = False) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = out / "store"
+    if fresh and store.is_dir():     # every row is regraded (the store is generated data, never edited)
+        import shutil
+        shutil.rmtree(store)
     root = resolve_data_root(data_root)
     datasets = [d for d in FULL_SETS if root and (root / "benchmark" / d).is_dir()] or ["skimage"]
     _log(f"data root {root}; datasets {datasets}")
