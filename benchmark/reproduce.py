@@ -162,6 +162,8 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
                     for v in ("awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l") for s in (2, 4)])
     report.save_table(bd[["variant", "scale", "module", "params", "multi_adds_g", "multi_adds_ntire_g"]], out,
                       "complexity_breakdown", floatfmt=".3f")
+    cxp = pd.concat([complexity_table(p, scales=(2, 3, 4)) for p in ("imdn", "carn-m")], ignore_index=True)
+    report.save_table(cxp, out, "complexity_peers", floatfmt=".3f")
 
     _log("bicubic baseline")
     bic = evaluate("bicubic", datasets, [2, 3, 4], data_root=root, store=store, progress=progress)
@@ -330,6 +332,10 @@ def write_index(out: Path) -> None:
         "gray images as RGB, i.e. protocol `basicsr`; CARN-M's released weights are not exactly the paper's "
         "model (the CARN repository reports differences of up to about 0.15 dB).\n",
         _md(out / "peers.csv"),
+        "Their parameters and Multi-Adds in the AWSRN paper's conventions, next to the published ones "
+        "(`complexity_peers.{csv,md,tex}`; CARN-M's file holds all three upsamplers, 414,811 parameters, "
+        "where its paper prints 412K; IMDN counted x3 for a 427x240 LR input):\n",
+        _md(out / "complexity_peers.csv"),
         "## Gray images: `matlab` vs `basicsr` — `protocol_effect.{csv,md,tex}`\n",
         "The AWSRN/EDSR script grades a grayscale image on its own values; BasicSR and IMDN read every image "
         "as RGB (gray replicated), so a gray image is graded on Y = 16 + 0.8588 g, which shrinks its errors "
