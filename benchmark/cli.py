@@ -314,6 +314,24 @@ def _add_latency_flags(s, preset="720p"):
     s.add_argument("--out", default="results")
 
 
+def _add_recipe_flags(s, schedule: str, val_every: int, log_every: int, ckpt_every: int, device: str) -> None:
+    """The recipe flags of train and train-group; batch, patch, lr, seed and held-out images default to
+    TrainConfig's, the cadence and device to what each command is for (one run vs a GPU group)."""
+    from .train import TrainConfig
+    d = TrainConfig.__dataclass_fields__
+    s.add_argument("--batch", type=_int_at_least(1), default=d["batch"].default)
+    s.add_argument("--patch", type=_int_at_least(1), default=d["patch"].default,
+                   help="LR patch side (train-group: a run's :PATCH overrides it)")
+    s.add_argument("--lr", type=float, default=d["lr"].default)
+    s.add_argument("--schedule", default=schedule, choices=["step", "cosine"])
+    s.add_argument("--seed", type=int, default=d["seed"].default)
+    s.add_argument("--val-images", type=_int_at_least(0), default=d["val_images"].default)
+    s.add_argument("--val-every", type=_int_at_least(1), default=val_every)
+    s.add_argument("--log-every", type=_int_at_least(1), default=log_every)
+    s.add_argument("--ckpt-every", type=_int_at_least(1), default=ckpt_every)
+    s.add_argument("--device", default=device, type=_device)
+
+
 def _add_train_flags(s) -> None:
     """Flags that train and train-group share."""
     s.add_argument("--no-fast", action="store_true",
@@ -383,17 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iters", type=_int_at_least(1), default=1000)
     s.add_argument("--out", default=None, help="run folder (default runs/<model>-x<scale>)")
     s.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    s.add_argument("--batch", type=_int_at_least(1), default=16)
-    s.add_argument("--patch", type=_int_at_least(1), default=48, help="LR patch side")
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--schedule", default="step", choices=["step", "cosine"])
+    _add_recipe_flags(s, schedule="step", val_every=500, log_every=50, ckpt_every=500, device="cpu")
     s.add_argument("--step-every", type=_int_at_least(1), default=200_000, help="halve the lr every N iterations")
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--val-images", type=_int_at_least(0), default=10)
-    s.add_argument("--val-every", type=_int_at_least(1), default=500)
-    s.add_argument("--log-every", type=_int_at_least(1), default=50)
-    s.add_argument("--ckpt-every", type=_int_at_least(1), default=500)
-    s.add_argument("--device", default="cpu", type=_device)
     s.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     s.add_argument("--channels-last", action="store_true")
     s.add_argument("--compile", action="store_true")
@@ -415,16 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of earlier runs: a run starts from <folder>/<model>-x<scale>/model.safetensors "
                         "when it exists (a new segment)")
     s.add_argument("--iters", type=_int_at_least(1), default=1_000_000)
-    s.add_argument("--batch", type=_int_at_least(1), default=16)
-    s.add_argument("--patch", type=_int_at_least(1), default=48, help="LR patch side (a run's :PATCH overrides it)")
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--schedule", default="cosine", choices=["step", "cosine"])
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--val-images", type=_int_at_least(0), default=10)
-    s.add_argument("--val-every", type=_int_at_least(1), default=5000)
-    s.add_argument("--log-every", type=_int_at_least(1), default=500)
-    s.add_argument("--ckpt-every", type=_int_at_least(1), default=5000)
-    s.add_argument("--device", default="cuda", type=_device)
+    _add_recipe_flags(s, schedule="cosine", val_every=5000, log_every=500, ckpt_every=5000, device="cuda")
     s.add_argument("--time-budget", type=float, default=None, help="seconds of training for the whole group")
     s.add_argument("--compact-above", type=int, default=None,
                    help="store model.safetensors as float16 for variants with more parameters than this")

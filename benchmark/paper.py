@@ -13,13 +13,17 @@ import pandas as pd
 DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 
 
-@lru_cache(maxsize=1)
-def paper_table() -> pd.DataFrame:
-    """Wide table: one row per (method, scale) with params_k, multi_adds_g and PSNR/SSIM columns."""
-    with resources.files("benchmark.reference").joinpath("awsrn_paper_table.csv").open() as fh:
+@lru_cache(maxsize=None)
+def _reference_table(filename: str) -> pd.DataFrame:
+    with resources.files("benchmark.reference").joinpath(filename).open() as fh:
         df = pd.read_csv(fh)
     df["note"] = df["note"].fillna("")
     return df
+
+
+def paper_table() -> pd.DataFrame:
+    """Wide table: one row per (method, scale) with params_k, multi_adds_g and PSNR/SSIM columns."""
+    return _reference_table("awsrn_paper_table.csv")
 
 
 def paper_metrics_long() -> pd.DataFrame:
@@ -35,13 +39,9 @@ def paper_metrics_long() -> pd.DataFrame:
     return out.dropna(subset=["psnr"]).reset_index(drop=True)
 
 
-@lru_cache(maxsize=1)
 def peers_table() -> pd.DataFrame:
     """Published numbers of peers that are not rows of the AWSRN paper (IMDN), same columns."""
-    with resources.files("benchmark.reference").joinpath("peers_published.csv").open() as fh:
-        df = pd.read_csv(fh)
-    df["note"] = df["note"].fillna("")
-    return df
+    return _reference_table("peers_published.csv")
 
 
 def published_row(method: str, scale: int) -> dict | None:
