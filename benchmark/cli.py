@@ -232,24 +232,50 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in (text or "").split(",") if t.strip())
 
 
+# per-run recipe keys a --runs item may set (MODEL:SCALE[:PATCH][:KEY=VALUE...]); the rest come from the flags
+_RUN_KEYS = {"patch": int, "batch": int, "lr": float, "name": str}
+
+
+def _run_spec(item: str, args) -> dict:
+    """One --runs item -> {model, scale, patch, batch, lr, name}; ValueError names the item and what is expected."""
+    parts = item.split(":")
+    expected = f"--runs: {item!r} is not MODEL:SCALE[:PATCH][:KEY=VALUE...] (keys: {', '.join(_RUN_KEYS)})"
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ValueError(expected)
+    spec = {"model": parts[0], "scale": int(parts[1]), "patch": args.patch, "batch": args.batch, "lr": args.lr,
+            "name": None}
+    for i, part in enumerate(parts[2:]):
+        if i == 0 and part.isdigit():
+            spec["patch"] = int(part)
+            continue
+        key, _, value = part.partition("=")
+        if key not in _RUN_KEYS or not value:
+            raise ValueError(expected)
+        try:
+            spec[key] = _RUN_KEYS[key](value)
+        except ValueError:
+            raise ValueError(f"--runs: {item!r}: {key}={value!r} is not {_RUN_KEYS[key].__name__}") from None
+    spec["name"] = spec["name"] or f"{spec['model']}-x{spec['scale']}"
+    return spec
+
+
 def cmd_train_group(args) -> int:
     from .complexity import count_params
     from .registry import create_model
     from .train import TrainConfig, train_group
     cfgs = []
     for item in _names(args.runs):
-        parts = item.split(":")
-        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
-            print(f"--runs: {item!r} is not MODEL:SCALE[:PATCH]", file=sys.stderr)
+        try:
+            spec = _run_spec(item, args)
+        except ValueError as e:
+            print(e, file=sys.stderr)
             return 2
-        model, scale = parts[0], int(parts[1])
-        patch = int(parts[2]) if len(parts) == 3 else args.patch
-        name = f"{model}-x{scale}"
+        model, scale, name = spec["model"], spec["scale"], spec["name"]
         prev = Path(args.continue_from) / name / "model.safetensors" if args.continue_from else None
         big = args.compact_above is not None and count_params(create_model(model, scale=scale)) > args.compact_above
         cfgs.append(TrainConfig(
             model=model, scale=scale, data=_names(args.data), out=str(Path(args.out_root) / name), iters=args.iters,
-            batch=args.batch, patch=patch, lr=args.lr, schedule=args.schedule, seed=args.seed,
+            batch=spec["batch"], patch=spec["patch"], lr=spec["lr"], schedule=args.schedule, seed=args.seed,
             val_images=args.val_images, val_every=args.val_every, log_every=args.log_every, ckpt_every=args.ckpt_every, device=args.device,
             fast=not args.no_fast, graph=not args.no_graph, init_from=str(prev) if prev is not None and prev.is_file() else None,
             monitor=_names(args.monitor), data_root=args.data_root,
@@ -417,11 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train-group", help="train several variants together on one GPU (one CUDA stream each)")
     s.add_argument("--runs", required=True,
-                   help="comma-separated MODEL:SCALE[:PATCH], e.g. awsrn-s:2,awsrn-s:4,awsrn-l:8:40")
+                   help="comma-separated MODEL:SCALE[:PATCH][:KEY=VALUE...] with keys patch, batch, lr, name (the run "
+                        "folder; default <model>-x<scale>), e.g. awsrn-s:2,awsrn-l:8:40,awsrn-s:4:batch=64:lr=2e-3:name=s4-b64")
     s.add_argument("--data", required=True, help="comma-separated folders of HR images")
-    s.add_argument("--out-root", default="runs", help="each run goes to <out-root>/<model>-x<scale>")
+    s.add_argument("--out-root", default="runs", help="each run goes to <out-root>/<name>")
     s.add_argument("--continue-from", default=None,
-                   help="folder of earlier runs: a run starts from <folder>/<model>-x<scale>/model.safetensors "
+                   help="folder of earlier runs: a run starts from <folder>/<name>/model.safetensors "
                         "when it exists (a new segment)")
     s.add_argument("--iters", type=_int_at_least(1), default=1_000_000)
     _add_recipe_flags(s, schedule="cosine", val_every=5000, log_every=500, ckpt_every=5000, device="cuda")

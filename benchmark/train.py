@@ -748,8 +748,8 @@ class TimeBudget:
     The first ``warmup`` rounds (cuDNN autotuning, allocator) are not timed; after ``probe`` more the
     horizon (and with it the cosine schedule) becomes what fits in the rest of the budget times ``safety``
     (the share kept for the final validation and save). In one process the horizon is re-fitted every
-    ``refit_every`` rounds from the speed measured since the warm-up, validation included; it only ever shrinks, and
-    a hard stop at the budget remains."""
+    ``refit_every`` rounds from the speed measured since the warm-up, validation included (it may grow or
+    shrink, never past ``cfg.iters``), and a hard stop at the budget remains."""
     seconds: float
     warmup: int = 10
     probe: int = 50
@@ -774,9 +774,10 @@ class _BudgetClock:
             if left <= 0:                 # hard stop: every run ends here (finish() validates)
                 t.horizon = t.it
                 continue
-            fit = t.it + int(rate * b.safety * left)
-            fit = max(t.it, fit - fit % t.cfg.log_every)
-            t.horizon = min(t.horizon, fit)
+            # the horizon follows the measured speed both ways (capped by cfg.iters): a slow start (graph
+            # capture, autotuning) must not shorten the whole run, as a shrink-only fit did (GPU runs of
+            # 2026-11-27 ended 50-60 s inside their budgets)
+            t.horizon = min(t.cfg.iters, max(t.it, t.it + int(rate * b.safety * left)))
             if self.distributed:          # every rank stops at the same iteration
                 h = torch.tensor([t.horizon], device=t.device)
                 dist.broadcast(h, 0)
@@ -855,7 +856,8 @@ def train_group(cfgs: list[TrainConfig], time_budget_s: float | None = None, res
     rows = []
     for t, s in zip(trainers, solo):
         summary = t.finish()
-        rows.append({"model": t.cfg.model, "scale": t.cfg.scale, "out": summary["out"], "iters": summary["iters"],
+        rows.append({"model": t.cfg.model, "scale": t.cfg.scale, "out": summary["out"], "batch": t.cfg.batch,
+                     "patch": t.cfg.patch, "lr": t.cfg.lr, "iters": summary["iters"],
                      "solo_it_per_s": 1 / s, "group_it_per_s": (t.it - it1) / group_s,
                      "gpu_share": t.gpu_share, "gpu_s": t.segment()["gpu_s"],
                      "val_psnr": summary.get("val_psnr", float("nan"))})

@@ -5,6 +5,8 @@
 # throughput side by side; (2) train every variant of the paper's table together (one process, one CUDA
 # stream each), continuing from checkpoints/ where a checkpoint exists, for TOTAL_S seconds in all;
 # (3) pack the runs into $OUT. Tried on the CPU first with: DEVICE=cpu TOTAL_S=60 RUNS=awsrn-s:4 ...
+# A run named probe-* starts from scratch (no checkpoint of that name): the batch/lr recipe probes, whose
+# Set5 PSNR against GPU-seconds is the evidence for the recipe (README "Training on a GPU").
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 AWSRN_CACHE=/tmp/awsrn-cache AWSRN_DATA=$PWD/.gpu/data
@@ -12,6 +14,8 @@ DEVICE=${DEVICE:-cuda}
 TOTAL_S=${TOTAL_S:-450}          # the whole script, from now
 DATA=.gpu/data/train/T91,.gpu/data/train/BSD200
 RUNS=${RUNS:-awsrn-s:4,awsrn-s:3,awsrn-s:2,awsrn-sd:4,awsrn-sd:3,awsrn-sd:2,awsrn-m:4,awsrn-m:3,awsrn-m:2,awsrn-l:4,awsrn-l:3,awsrn-l:2,awsrn-l:8:40}
+CONTINUE_FROM=${CONTINUE_FROM:-checkpoints}   # a second call on the warm machine: runs_prev (see README)
+VAL_EVERY=${VAL_EVERY:-2500}
 SPEED_ITERS=${SPEED_ITERS:-2000}
 t_start=$(date +%s)
 exec > >(tee "$OUT/gpu_train.log") 2>&1
@@ -22,7 +26,7 @@ echo "== 1. graph step vs eager step; eager vs fast throughput (AWSRN-S x4, batc
 GRAPH_FLAG=""
 if [ "$SPEED_ITERS" -gt 0 ]; then
 timeout 120 python3 scripts/train_speed.py --data $DATA --device $DEVICE --fast-iters $SPEED_ITERS \
-  --eager-iters $((SPEED_ITERS / 6)) --out "$OUT/train_throughput_gpu.csv" || echo "speed check failed: rc $?"
+  --eager-iters $((SPEED_ITERS / 6)) --out "$OUT/${SPEED_CSV:-train_throughput_gpu.csv}" || echo "speed check failed: rc $?"
 fi
 if grep -q "'equal': False" "$OUT/gpu_train.log"; then
   echo "the graph step differs from the eager step: training without graphs"; GRAPH_FLAG="--no-graph"
@@ -31,8 +35,8 @@ fi
 left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
 echo "== 2. train $RUNS together for ${left}s (set-up included)"
 timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
-  --out-root runs --continue-from checkpoints --monitor Set5 --compact-above 1000000 \
-  --log-every 500 --val-every 2500 --ckpt-every 100000 $GRAPH_FLAG --quiet
+  --out-root runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
+  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 $GRAPH_FLAG --quiet
 rc=$?
 echo "train-group rc $rc"
 if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
@@ -40,26 +44,13 @@ if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
   echo "== 2b. retry without CUDA graphs for ${left}s"
   rm -rf runs
   timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
-    --out-root runs --continue-from checkpoints --monitor Set5 --compact-above 1000000 \
-    --log-every 500 --val-every 2500 --ckpt-every 100000 --no-graph --quiet
+    --out-root runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
+    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --no-graph --quiet
 fi
 
 echo "== 3. pack"
-# fp32 copies of M x4 and L x4 (from the resumable state) for the float16-storage check
-python3 - <<'EOF'
-import torch
-from pathlib import Path
-from benchmark.checkpoints import model_from_checkpoint, save_native
-for name in ("awsrn-m-x4", "awsrn-l-x4"):
-    d = Path("runs") / name
-    if (d / "checkpoint.pt").is_file():
-        m = model_from_checkpoint(d / "model.safetensors")
-        m.load_state_dict(torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=True)["model"])
-        save_native(m, d / "model_fp32.safetensors")
-EOF
 cp runs/group.csv "$OUT/" 2>/dev/null
-tar cf /tmp/runs.tar runs/*/model.safetensors runs/*/model.json runs/*/recipe.json runs/*/train_log.csv \
-  runs/*/model_fp32.safetensors 2>/dev/null
+tar cf /tmp/runs.tar runs/*/model.safetensors runs/*/model.json runs/*/recipe.json runs/*/train_log.csv 2>/dev/null
 split -b 15m -d /tmp/runs.tar "$OUT/runs.tar.part"
 ls -la "$OUT"
 echo "done in $(( $(date +%s) - t_start ))s"

@@ -265,14 +265,18 @@ def test_float16_storage_halves_the_file_and_loads(train_dir, tmp_path):
 
 def test_train_group_trains_every_run_to_the_same_length(train_dir, tmp_path):
     from benchmark.cli import main
-    rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:3:8", "--data", str(train_dir), "--device", "cpu",
+    rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:3:8,awsrn-s:2:batch=2:lr=5e-4:name=s2-b2",
+               "--data", str(train_dir), "--device", "cpu",
                "--iters", "4", "--batch", "4", "--patch", "12", "--log-every", "2", "--val-every", "4", "--val-images", "2",
                "--out-root", str(tmp_path / "g"), "--quiet"])
     assert rc == 0
     df = pd.read_csv(tmp_path / "g/group.csv")
-    assert list(df.model) == ["awsrn-s", "awsrn-sd"] and list(df.iters) == [4, 4]
+    assert list(df.model) == ["awsrn-s", "awsrn-sd", "awsrn-s"] and list(df.iters) == [4, 4, 4]
     assert df.gpu_share.sum() == pytest.approx(1.0)
+    assert list(df.batch) == [4, 4, 2] and list(df.lr) == [1e-3, 1e-3, 5e-4] and list(df.patch) == [12, 8, 12]
     assert json.loads((tmp_path / "g/awsrn-sd-x3/recipe.json").read_text())["patch"] == 8
+    probe = json.loads((tmp_path / "g/s2-b2/recipe.json").read_text())
+    assert (probe["batch"], probe["lr"], probe["model"]) == (2, 5e-4, "awsrn-s")
     # the next group continues from these runs: a second segment each
     rc = main(["train-group", "--runs", "awsrn-s:2", "--data", str(train_dir), "--device", "cpu", "--iters", "2",
                "--batch", "4", "--patch", "12", "--log-every", "2", "--val-images", "2", "--out-root", str(tmp_path / "g2"),
@@ -295,5 +299,35 @@ def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
     from benchmark.cli import main
     rc = main(["train-group", "--runs", "awsrn-s:4,awsrn-s", "--data", str(train_dir), "--device", "cpu",
                "--out-root", str(tmp_path / "g")])
-    assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH]" in capsys.readouterr().err
+    assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH][:KEY=VALUE...]" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, name)"),
+                          ("awsrn-s:4:lr=fast", "lr='fast' is not float")]:
+        rc = main(["train-group", "--runs", item, "--data", str(train_dir), "--device", "cpu",
+                   "--out-root", str(tmp_path / "g")])
+        assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_time_budget_horizon_grows_back_after_a_slow_start(monkeypatch):
+    """A slow probe (graph capture, autotuning) first fits a short horizon; once the speed is measured
+    higher the horizon grows again (capped by cfg.iters), so a run is not cut short by its start."""
+    from types import SimpleNamespace
+    from benchmark import train as tr
+    clock = {"now": 0.0}
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: clock["now"])
+    t = SimpleNamespace(it=0, horizon=10**6, world=1, cfg=SimpleNamespace(iters=10**6, log_every=500),
+                        bar=SimpleNamespace(total=None), sync=lambda: None)
+    budget = tr.TimeBudget(100.0, warmup=10, probe=50, safety=1.0, refit_every=100)
+    c = tr._BudgetClock(budget, [t])
+    for r in range(1, 1001):
+        clock["now"] += 1.0 if r <= 60 else 0.01     # 1 s per round during the probe, then 100 rounds/s
+        t.it += 1
+        c.after_round()
+        if r == 60:
+            first = t.horizon
+    assert first == 100                              # 50 rounds in 50 s; 40 s left -> 40 more rounds
+    assert t.horizon > 1000 and t.horizon <= 10**6    # re-fitted upwards from the faster rounds
+    t.cfg.iters = 500
+    clock["now"] += 0.01
+    t.it += 1; c.rounds = 1099; c.after_round()
+    assert t.horizon == 500                           # never past cfg.iters
