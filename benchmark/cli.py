@@ -156,6 +156,24 @@ def cmd_evaluate(args) -> int:
     return 0 if not res.images.empty else 1
 
 
+def cmd_compare(args) -> int:
+    from .compare import compare
+    _out_dir(args.out)
+    table = compare(args.a, args.b, args.scale, datasets=_names(args.datasets), protocol=args.protocol,
+                    data_root=args.data_root, store=Path(args.out) / "store", device=args.device,
+                    n_resamples=args.resamples, seed=args.seed, progress=not args.quiet)
+    if args.format == "csv":    # the documented columns: per set and all images pooled, B minus A
+        table = table[table.dataset != "all-sets-equal"]
+        emit(table[["dataset", "metric", "n_images", "mean_diff", "ci_low", "ci_high", "p_value"]], "csv")
+    else:
+        emit(table[["dataset", "metric", "n_images", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+                    "p_value", "weighting"]], args.format, floatfmt=".4f")
+    if not args.quiet:
+        print(f"B - A, B = {args.b}, A = {args.a}; 95% paired bootstrap (BCa, {args.resamples} resamples, seed "
+              f"{args.seed}); p: Wilcoxon signed-rank (all-sets-equal: sign-flip permutation)", file=sys.stderr)
+    return 0
+
+
 def _latency_spec(args, deploy=None):
     from .latency import LatencySpec
     lr_hw = None
@@ -404,6 +422,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", **fmt)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("compare", help="B minus A on the same images: paired 95%% intervals and p-values")
+    s.add_argument("a", help="NAME or NAME=WEIGHTS, e.g. bicubic or awsrn-s=checkpoints/awsrn-s-x4/model.safetensors")
+    s.add_argument("b", help="NAME or NAME=WEIGHTS")
+    s.add_argument("--scale", type=_scale, required=True)
+    s.add_argument("--datasets", default="Set5", type=_name_list)
+    s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])
+    s.add_argument("--data-root", default=None, help="data root (default: $AWSRN_DATA)")
+    s.add_argument("--out", default="results", help="results folder; the store lives in <out>/store")
+    s.add_argument("--device", default="cpu", type=_device)
+    s.add_argument("--resamples", type=_int_at_least(100), default=9999, help="bootstrap/permutation resamples")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--format", **fmt)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("latency", help="forward latency (CUDA events on GPU, perf_counter on CPU)")
     s.add_argument("pattern", nargs="?", default=None, help="wildcard (default: the four released variants)")
