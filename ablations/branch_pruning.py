@@ -34,7 +34,8 @@ def pareto(df: pd.DataFrame, cost: str = "multi_adds_g", gain: str = "psnr") -> 
 def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_root=None, finetune_iters: int = 0,
         train_data=(), latency_lr=(64, 64), out_dir: str | None = None, **train_kw) -> pd.DataFrame:
     """Rows per subset, arm ('none', 'finetune-N') and dataset; ``train_kw`` goes to the fine-tune's
-    ``TrainConfig`` (batch, patch, seed, ...)."""
+    ``TrainConfig`` (batch, patch, seed, ...). Each ``d_psnr`` against the full model of the same arm comes
+    with ``ci_low``/``ci_high`` (95% paired bootstrap over the images) and ``p`` (Wilcoxon signed-rank)."""
     from benchmark.checkpoints import file_sha256, read_checkpoint
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
@@ -46,7 +47,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     cfg = read_checkpoint(checkpoint).config
     structure = {k: getattr(cfg, k) for k in ("n_lfb", "n_awru", "n_feats", "block_feats")}
     spec = LatencySpec(preset="custom", lr_hw=latency_lr, warmup=2, repeats=10, threads=1, deploy=True)
-    rows = []
+    rows, per_image = [], {}
     for sub in SUBSETS:
         model = AWSRN(replace(cfg, awms_kernels=sub))
         load_pruned(model, checkpoint)
@@ -72,6 +73,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         lat, _ = measure(model, cfg.scale, spec)
         for mode, m in modes:
             res = evaluate(m.eval(), list(datasets), [cfg.scale], data_root=data_root, progress=False)
+            per_image["".join(map(str, sub)), mode] = res.images
             for _, r in res.summary.iterrows():
                 rows.append({"kernels": "".join(map(str, sub)), "n_branches": len(sub), "retrain": mode,
                              "dataset": r.dataset, "scale": cfg.scale, "psnr": r.psnr, "ssim": r.ssim,
@@ -83,10 +85,24 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     key = pd.MultiIndex.from_frame(df[["dataset", "retrain"]])
     for col in ("psnr", "ssim", "params", "multi_adds_g", "latency_ms"):
         df[f"d_{col}"] = df[col].to_numpy() - full[col].reindex(key).to_numpy()
+    df = add_intervals(df, per_image)
     df["pareto"] = False
     for (ds, mode), g in df.groupby(["dataset", "retrain"]):
         df.loc[g.index, "pareto"] = pareto(g)
     return df
+
+
+def add_intervals(df: pd.DataFrame, per_image: dict) -> pd.DataFrame:
+    """``ci_low, ci_high, p`` of each row's ``d_psnr``: the subset's per-image PSNR against the full model's
+    in the same arm, on the same images (``per_image``: (kernels, arm) -> per-image rows)."""
+    from benchmark.stats import diff_columns
+    out = []
+    for _, r in df.iterrows():
+        mine = per_image[r.kernels, r.retrain]
+        full = per_image["3579", r.retrain]
+        ds = lambda d: d[d.dataset == r.dataset]  # noqa: E731
+        out.append(diff_columns(ds(mine), ds(full)))
+    return pd.concat([df.reset_index(drop=True), pd.DataFrame(out)], axis=1)
 
 
 def removal_vs_weights(pruning: pd.DataFrame, weights: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +112,9 @@ def removal_vs_weights(pruning: pd.DataFrame, weights: pd.DataFrame) -> pd.DataF
     one["removed"] = one.kernels.astype(str).map(lambda k: next(int(c) for c in "3579" if c not in k))
     w = weights.drop_duplicates(["checkpoint", "kernel"]).rename(columns={"kernel": "removed"})
     one = one.merge(w[["checkpoint", "removed", "lambda", "energy_share"]], on=["checkpoint", "removed"], how="left")
-    cols = ["checkpoint", "dataset", "retrain", "removed", "lambda", "energy_share", "d_psnr", "d_multi_adds_g"]
+    cols = ["checkpoint", "dataset", "retrain", "removed", "lambda", "energy_share", "d_psnr", "ci_low", "ci_high",
+            "p", "d_multi_adds_g"]
+    cols = [c for c in cols if c in one]
     return one[cols].sort_values(["checkpoint", "dataset", "retrain", "lambda"]).reset_index(drop=True)
 
 

@@ -9,46 +9,82 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 STUDIES = {
-    "bam": {"variants": {"awsrn-s": {}, "awsrn-s-bam": {}}, "measures": "PSNR/SSIM, params, Multi-Adds",
-            "figure": "fig_study_bam.png"},
-    "unit": {"variants": {"awsrn-s-ru": {}, "awsrn-s-wru": {}, "awsrn-s": {}},
+    "bam": {"variants": {"awsrn-s": {}, "awsrn-s-bam": {}}, "baseline": "awsrn-s",
+            "measures": "PSNR/SSIM, params, Multi-Adds", "figure": "fig_study_bam.png"},
+    "unit": {"variants": {"awsrn-s-ru": {}, "awsrn-s-wru": {}, "awsrn-s": {}}, "baseline": "awsrn-s",
              "measures": "PSNR/SSIM, params", "figure": "fig_study_unit.png"},
-    "lrfu": {"variants": {"awsrn-s-nolrfu": {}, "awsrn-s": {}}, "measures": "PSNR/SSIM, params",
-             "figure": "fig_study_lrfu.png"},
+    "lrfu": {"variants": {"awsrn-s-nolrfu": {}, "awsrn-s": {}}, "baseline": "awsrn-s",
+             "measures": "PSNR/SSIM, params", "figure": "fig_study_lrfu.png"},
     "n_lfb": {"variants": {f"awsrn-l[n_lfb={n}]": {"n_lfb": n} for n in (1, 2, 3, 4)},
-              "measures": "PSNR/SSIM vs params", "figure": "fig_study_n_lfb.png"},
+              "baseline": "awsrn-l[n_lfb=4]", "measures": "PSNR/SSIM vs params", "figure": "fig_study_n_lfb.png"},
 }
 
 
+def run_dir(out: str | Path, label: str, scale: int, iters: int, seed: int) -> Path:
+    """Keyed by variant, scale, budget and seed (not by study): the AWSRN-S baseline that the BAM, unit and
+    LRFU studies share is trained once per budget and seed, and a rerun resumes instead of retraining.
+    Seed 1 keeps the folder name it had before seeds existed."""
+    name = label.replace("[", "-").replace("]", "").replace("=", "")
+    return Path(out) / f"x{scale}-{iters}it" / (name if seed == 1 else f"{name}-seed{seed}")
+
+
 def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies", device: str = "cpu",
-        datasets=("Set5", "Set14"), data_root=None, **train_kw) -> pd.DataFrame:
-    """Train each variant of ``study`` for ``iters`` iterations (cosine schedule) and grade it on
-    ``datasets``; ``train_kw`` goes to ``TrainConfig`` (batch, patch, seed, ...), equal for every variant."""
+        datasets=("Set5", "Set14"), data_root=None, seeds=(1,), **train_kw) -> pd.DataFrame:
+    """Train each variant of ``study`` for ``iters`` iterations (cosine schedule) with each seed and grade it
+    on ``datasets``; ``train_kw`` goes to ``TrainConfig`` (batch, patch, ...), equal for every variant.
+
+    One row per variant and dataset: PSNR/SSIM averaged over the seeds; ``d_psnr`` against the study's
+    baseline with ``ci_low``/``ci_high`` (95% paired bootstrap over the images, on the seed-averaged
+    per-image PSNR) and ``p`` (Wilcoxon); the spread of the per-seed differences (``d_psnr_seed_min``,
+    ``d_psnr_seed_max``, ``d_psnr_seed_sd``); and ``verdict``: "holds" only when the interval excludes 0,
+    p < 0.05 and every seed's difference has the same sign."""
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
     from benchmark.registry import create_model
     from benchmark.train import TrainConfig, train
 
-    rows = []
-    for label, overrides in STUDIES[study]["variants"].items():
+    spec = STUDIES[study]
+    images, info = [], {}
+    for label, overrides in spec["variants"].items():
         variant = label.split("[")[0]
-        # keyed by variant, scale and budget (not by study): the AWSRN-S baseline that the BAM, unit and
-        # LRFU studies share is trained once per budget, and a rerun resumes instead of retraining
-        run_dir = (Path(out) / f"x{scale}-{iters}it"
-                   / label.replace("[", "-").replace("]", "").replace("=", ""))
-        train(TrainConfig(model=variant, scale=scale, data=tuple(data), out=str(run_dir), iters=iters,
-                          schedule="cosine", device=device, val_every=iters, ckpt_every=iters,
-                          log_every=max(1, iters // 20), overrides=overrides, **train_kw),
-              resume=True, progress=False)
-        m = create_model(variant, scale=scale, weights=run_dir / "model.safetensors", **overrides)
-        res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
-        for _, r in res.summary.iterrows():
-            rows.append({"study": study, "variant": label, "scale": scale, "iters": iters, "dataset": r.dataset,
-                         "psnr": r.psnr, "ssim": r.ssim, "params": count_params(m),
-                         "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]})
+        for seed in seeds:
+            rd = run_dir(out, label, scale, iters, seed)
+            train(TrainConfig(model=variant, scale=scale, data=tuple(data), out=str(rd), iters=iters,
+                              schedule="cosine", device=device, val_every=iters, ckpt_every=iters,
+                              log_every=max(1, iters // 20), seed=seed, overrides=overrides, **train_kw),
+                  resume=True, progress=False)
+            m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **overrides)
+            res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
+            images.append(res.images.assign(variant=label, seed=seed))
+            info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]}
+    return summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)
+
+
+def summarize_study(study: str, images: pd.DataFrame, info: dict, scale: int, iters: int) -> pd.DataFrame:
+    """The study's table from per-image rows (``variant``, ``seed``, ``dataset``, ``image``, ``psnr``, ``ssim``)."""
+    from benchmark.stats import diff_columns
+    base = STUDIES[study]["baseline"]
+    seeds = sorted(images.seed.unique())
+    rows = []
+    for label in dict.fromkeys(images.variant):
+        for ds in dict.fromkeys(images.dataset):
+            mine = images[(images.variant == label) & (images.dataset == ds)]
+            ref = images[(images.variant == base) & (images.dataset == ds)]
+            avg = lambda d: d.groupby(["dataset", "image"], as_index=False)[["psnr", "ssim"]].mean()  # noqa: E731
+            per_seed = (mine.groupby("seed").psnr.mean() - ref.groupby("seed").psnr.mean()).reindex(seeds)
+            stats = diff_columns(avg(mine), avg(ref))
+            holds = (label != base and (stats["ci_low"] > 0 or stats["ci_high"] < 0) and stats["p"] < 0.05
+                     and (np.all(per_seed > 0) or np.all(per_seed < 0)))
+            rows.append({"study": study, "variant": label, "baseline": base, "scale": scale, "iters": iters,
+                         "seeds": ",".join(map(str, seeds)), "dataset": ds, "psnr": mine.psnr.mean(),
+                         "ssim": mine.ssim.mean(), **info[label], "d_psnr": per_seed.mean(), **stats,
+                         "d_psnr_seed_min": per_seed.min(), "d_psnr_seed_max": per_seed.max(),
+                         "d_psnr_seed_sd": per_seed.std(ddof=1) if len(seeds) > 1 else np.nan,
+                         "verdict": "baseline" if label == base else ("holds" if holds else "not significant")})
     return pd.DataFrame(rows)
 
 

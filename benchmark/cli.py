@@ -50,6 +50,16 @@ def _scales(text: str) -> tuple[int, ...]:
     return tuple(_scale(t) for t in parts)
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated integers like 1,2,3, got {text!r}")
+    return seeds
+
+
 def _name_list(text: str) -> str:
     if not [t for t in text.split(",") if t.strip()]:
         raise argparse.ArgumentTypeError(f"expected comma-separated names like Set5,Set14, got {text!r}")
@@ -334,10 +344,10 @@ def cmd_ablate(args) -> int:
         from ablations import training_studies
         df = training_studies.run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale,
                                   device=args.device, datasets=tuple(args.datasets.split(",")),
-                                  data_root=args.data_root)
+                                  data_root=args.data_root, seeds=args.seeds)
         if args.out:
             write_table(df, args.out.format(study=args.name))
-        cols = ["variant", "iters", "dataset", "psnr", "ssim", "params"]
+        cols = ["variant", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict"]
     if args.study == "awms-weights" and args.out:
         write_table(df, args.out)
     emit(df[cols], args.format)
@@ -523,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--scale", type=_scale, default=4)
     k.add_argument("--device", default="cpu", type=_device)
     k.add_argument("--datasets", default="Set5,Set14")
+    k.add_argument("--seeds", type=_seed_list, default=(1,),
+                   help="train every variant with each seed, e.g. 1,2,3 (the table reports the spread)")
     k.add_argument("--out", default="results/study_{study}.csv")
     for k in kinds.choices.values():
         k.add_argument("--data-root", default=None)

@@ -54,14 +54,16 @@ def checkpoint_info(path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------- tables
-def bicubic_table(summary: pd.DataFrame) -> pd.DataFrame:
+def bicubic_table(summary: pd.DataFrame, images: pd.DataFrame | None = None) -> pd.DataFrame:
     df = summary[["dataset", "scale", "psnr", "ssim", "n_images"]].copy()
+    if images is not None and not images.empty:
+        df = df.merge(mean_intervals(images, ("dataset", "scale")), on=["dataset", "scale"], how="left")
     lit = df.apply(lambda r: LITERATURE_BICUBIC.get((r.dataset, int(r.scale)), (np.nan, np.nan)), axis=1)
     df["literature_psnr"] = [v[0] for v in lit]
     df["literature_ssim"] = [v[1] for v in lit]
     df["d_psnr"] = df.psnr - df.literature_psnr
     df["d_ssim"] = df.ssim - df.literature_ssim
-    return df
+    return with_published_gap_interval(df, "literature_psnr")
 
 
 def paper_vs_ours(complexity: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
@@ -83,12 +85,38 @@ def paper_vs_ours(complexity: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame
                 if not e.empty:
                     e = e.iloc[0]
                     row.update(psnr=e.psnr, ssim=e.ssim, checkpoint=e.checkpoint, train_iters=e.iters,
-                               train_gpu_minutes=e.get("gpu_minutes", np.nan))
+                               train_gpu_minutes=e.get("gpu_minutes", np.nan),
+                               psnr_ci_low=e.get("psnr_ci_low", np.nan), psnr_ci_high=e.get("psnr_ci_high", np.nan))
             rows.append(row)
     df = pd.DataFrame(rows)
     df["d_psnr"] = df.psnr - df.paper_psnr
     df["d_ssim"] = df.ssim - df.paper_ssim
-    return df
+    return with_published_gap_interval(df, "paper_psnr")
+
+
+def with_published_gap_interval(df: pd.DataFrame, published: str) -> pd.DataFrame:
+    """``ci_low``/``ci_high`` of ``d_psnr`` = ours - published, where only our per-image scores exist: the
+    published per-image values are not released, so the interval is our mean's own (bootstrap over our
+    images) shifted by the published number, and ``p`` is left empty (no paired test is possible)."""
+    df = df.copy()
+    for col in ("psnr_ci_low", "psnr_ci_high"):
+        if col not in df:
+            df[col] = np.nan
+    df["ci_low"] = df.psnr_ci_low - df[published]
+    df["ci_high"] = df.psnr_ci_high - df[published]
+    df["p"] = np.nan
+    return df.drop(columns=["psnr_ci_low", "psnr_ci_high"])
+
+
+def mean_intervals(images: pd.DataFrame, by=("dataset",)) -> pd.DataFrame:
+    """Per group (default: dataset): the bootstrap interval of the mean PSNR over its images
+    (``psnr_ci_low/high``)."""
+    from .stats import mean_ci
+    rows = []
+    for key, g in images.groupby(list(by), sort=False):
+        low, high = mean_ci(g.psnr)
+        rows.append({**dict(zip(by, key)), "psnr_ci_low": low, "psnr_ci_high": high})
+    return pd.DataFrame(rows, columns=[*by, "psnr_ci_low", "psnr_ci_high"])
 
 
 def learning_curves(checkpoints: dict) -> pd.DataFrame:
@@ -117,6 +145,23 @@ def learning_curves(checkpoints: dict) -> pd.DataFrame:
                              "val_psnr": r["val_psnr"], "set5_psnr": r.get("psnr_Set5", np.nan),
                              "device": seg.get("device"), "concurrent": seg.get("concurrent")})
             offset += float(seg.get("gpu_s") or 0.0)
+    return pd.DataFrame(rows)
+
+
+def recipe_probe(folder: Path) -> pd.DataFrame:
+    """The batch/lr probes (``scripts/gpu_train.sh``, runs named probe-*): Set5 PSNR at each validation
+    against the run's GPU seconds (wall time times its share of the group's GPU work)."""
+    rows = []
+    for d in sorted(Path(folder).glob("probe-*")):
+        recipe = json.loads((d / "recipe.json").read_text())
+        seg = recipe["segments"][-1]
+        share = float(seg["gpu_s"]) / float(seg["wall_s"]) if seg.get("wall_s") else np.nan
+        log = pd.read_csv(d / "train_log.csv").dropna(subset=["psnr_Set5"])
+        for r in log.itertuples():
+            rows.append({"probe": d.name, "model": recipe["model"], "scale": recipe["scale"], "batch": seg["batch"],
+                         "lr": seg["lr"], "patch": seg["patch"], "iter": int(r.iter), "gpu_s": r.wall_s * share,
+                         "patches_seen": int(r.iter) * int(seg["batch"]), "psnr_Set5": r.psnr_Set5,
+                         "device": seg.get("device"), "concurrent": seg.get("concurrent")})
     return pd.DataFrame(rows)
 
 
@@ -153,7 +198,11 @@ def fig_psnr_vs_multiadds(paper_csv: Path, ours: pd.DataFrame, out: Path, scale:
                     textcoords="offset points")
     o = ours[(ours.scale == scale) & (ours.dataset == dataset)] if not ours.empty else ours
     if not o.empty:
-        ax.scatter(o.multi_adds_g, o.psnr, c="tab:red", marker="*", s=120, label="ours (trained here on 291 images)")
+        if "psnr_ci_low" in o:     # 95% bootstrap interval of our mean over the images
+            ax.errorbar(o.multi_adds_g, o.psnr, yerr=[o.psnr - o.psnr_ci_low, o.psnr_ci_high - o.psnr], fmt="none",
+                        ecolor="tab:red", elinewidth=1, capsize=3)
+        ax.scatter(o.multi_adds_g, o.psnr, c="tab:red", marker="*", s=120,
+                   label="ours (trained here on 291 images; bars: 95% CI over images)")
         for _, r in o.iterrows():
             ax.annotate(f"{r.checkpoint} ({int(r.iters)} it)", (r.multi_adds_g, r.psnr), fontsize=7, color="tab:red",
                         xytext=(3, -9), textcoords="offset points")
@@ -206,12 +255,19 @@ def fig_lambda(df: pd.DataFrame, out: Path):
     plt.close(fig)
 
 
-def fig_pruning(df: pd.DataFrame, out: Path):
+def fig_pruning(df: pd.DataFrame, out: Path, ncols: int = 4):
     groups = list(df.groupby(["checkpoint", "dataset"]))
-    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.2 * max(1, len(groups)), 3.8), squeeze=False)
-    for ax, ((ck, ds), g) in zip(axes[0], groups):
+    n = max(1, len(groups))
+    cols, rows = min(ncols, n), -(-n // ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    for ax, ((ck, ds), g) in zip(axes.flat, groups):
         for mode, gm in g.groupby("retrain"):
-            ax.scatter(gm.d_multi_adds_g, gm.d_psnr, label=f"retrain: {mode}")
+            dots = ax.scatter(gm.d_multi_adds_g, gm.d_psnr, label=f"retrain: {mode}")
+            if "ci_low" in gm:     # 95% paired bootstrap interval of each difference
+                ax.errorbar(gm.d_multi_adds_g, gm.d_psnr, yerr=[gm.d_psnr - gm.ci_low, gm.ci_high - gm.d_psnr],
+                            fmt="none", ecolor=dots.get_facecolor()[0], elinewidth=0.8, capsize=2)
             front = gm[gm.pareto].sort_values("d_multi_adds_g")
             # the front as a staircase: the best PSNR reachable at or below each Multi-Adds budget
             ax.step(front.d_multi_adds_g, front.d_psnr, where="post", lw=1)
@@ -219,7 +275,7 @@ def fig_pruning(df: pd.DataFrame, out: Path):
                 ax.annotate(r.kernels, (r.d_multi_adds_g, r.d_psnr), fontsize=6)
         ax.set_title(f"{ck}, {ds}", fontsize=9)
         ax.set_xlabel("delta Multi-Adds (G)")
-        ax.set_ylabel("delta PSNR (dB)")
+        ax.set_ylabel("delta PSNR (dB), bars: 95% CI")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -251,21 +307,31 @@ def fig_visual(crops_dir: Path, out: Path):
 
 
 def fig_study(df: pd.DataFrame, out: Path):
-    """A training study: PSNR per variant and dataset at the study's budget, params in the labels."""
+    """A training study: each variant's PSNR difference to the study's baseline per dataset, with its 95%
+    paired interval (older tables without intervals: PSNR bars), params in the labels."""
     variants = list(dict.fromkeys(df.variant))
     datasets = list(dict.fromkeys(df.dataset))
+    with_ci = "ci_low" in df and df.ci_low.notna().any()
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(variants), 3.6))
     width = 0.8 / len(datasets)
     for i, ds in enumerate(datasets):
         g = df[df.dataset == ds].set_index("variant").reindex(variants)
-        ax.bar(np.arange(len(variants)) + i * width, g.psnr, width, label=ds)
+        x = np.arange(len(variants)) + i * width
+        if with_ci:
+            ax.bar(x, g.d_psnr, width, label=ds, yerr=[g.d_psnr - g.ci_low, g.ci_high - g.d_psnr], capsize=3)
+        else:
+            ax.bar(x, g.psnr, width, label=ds)
     params = df.drop_duplicates("variant").set_index("variant").reindex(variants).params
     ax.set_xticks(np.arange(len(variants)) + 0.4 - width / 2,
                   [f"{v}\n{p / 1e3:.0f}K" for v, p in zip(variants, params)], fontsize=7)
-    lo = np.nanmin(df.psnr)
-    ax.set_ylim(lo - 1, np.nanmax(df.psnr) + 0.5)
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(f"study '{df.study.iloc[0]}', x{int(df.scale.iloc[0])}, {int(df.iters.iloc[0])} iterations each",
+    if with_ci:
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel(f"PSNR - {df.baseline.iloc[0]} (dB), 95% CI")
+    else:
+        ax.set_ylim(np.nanmin(df.psnr) - 1, np.nanmax(df.psnr) + 0.5)
+        ax.set_ylabel("PSNR (dB)")
+    seeds = f", seeds {df.seeds.iloc[0]}" if "seeds" in df else ""
+    ax.set_title(f"study '{df.study.iloc[0]}', x{int(df.scale.iloc[0])}, {int(df.iters.iloc[0])} iterations each{seeds}",
                  fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")

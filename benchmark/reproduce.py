@@ -26,6 +26,7 @@ from .protocols import get_protocol
 from .registry import create_model, get_variant, list_variants
 from .atomic import atomic_write_text
 from .results import write_table
+from .stats import mean_ci, wilcoxon_p
 
 FULL_SETS = ["Set5", "Set14", "B100", "Urban100"]
 
@@ -60,16 +61,18 @@ def grade_peers(root: Path, peers: Path, datasets, store: Path, progress: bool) 
             _log(f"peer {name} x{scale} ({protocol})")
             res = evaluate(name, datasets, [scale], protocol, weights=path, data_root=root, store=store,
                            progress=progress)
+            ci = report.mean_intervals(res.images).set_index("dataset")
             for _, r in res.summary.iterrows():
                 ds = r.dataset.lower()
                 rows.append({"model": name, "scale": scale, "dataset": r.dataset, "protocol": protocol,
-                             "psnr": r.psnr, "ssim": r.ssim, "n_images": r.n_images,
+                             "psnr": r.psnr, "ssim": r.ssim, "n_images": r.n_images, **ci.loc[r.dataset].to_dict(),
                              "published_psnr": published.get(f"{ds}_psnr", np.nan),
                              "published_ssim": published.get(f"{ds}_ssim", np.nan), "weights": rel})
     df = pd.DataFrame(rows)
     if not df.empty:
         df["d_psnr"] = df.psnr - df.published_psnr
         df["d_ssim"] = df.ssim - df.published_ssim
+        df = report.with_published_gap_interval(df, "published_psnr")
     return df
 
 
@@ -89,9 +92,11 @@ def protocol_effect(store: Path, root: Path, datasets, peers: Path | None, progr
             per[protocol] = res.images.set_index(["dataset", "image"])
         both = per["matlab"][["psnr"]].join(per["basicsr"][["psnr"]], lsuffix="_matlab", rsuffix="_basicsr")
         for ds, g in both.groupby(level="dataset"):
+            d = g.psnr_basicsr - g.psnr_matlab     # the same images under the two conventions: paired
+            low, high = mean_ci(d)
             rows.append({"model": name, "scale": scale, "dataset": ds, "psnr_matlab": g.psnr_matlab.mean(),
-                         "psnr_basicsr": g.psnr_basicsr.mean(),
-                         "d_psnr": g.psnr_basicsr.mean() - g.psnr_matlab.mean(),
+                         "psnr_basicsr": g.psnr_basicsr.mean(), "d_psnr": d.mean(), "ci_low": low,
+                         "ci_high": high, "p": wilcoxon_p(d),
                          "images_that_differ": int((g.psnr_basicsr != g.psnr_matlab).sum()), "n_images": len(g)})
     return pd.DataFrame(rows)
 
@@ -167,7 +172,7 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
 
     _log("bicubic baseline")
     bic = evaluate("bicubic", datasets, [2, 3, 4], data_root=root, store=store, progress=progress)
-    report.save_table(report.bicubic_table(bic.summary), out, "bicubic")
+    report.save_table(report.bicubic_table(bic.summary, bic.images), out, "bicubic")
 
     checkpoints = report.find_checkpoints(checkpoints_dir)
     rows = []
@@ -178,9 +183,10 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
                        progress=progress)
         for msg in res.skipped:
             _log(f"skipped {msg}")
+        ci = report.mean_intervals(res.images).set_index("dataset")
         for _, r in res.summary.iterrows():
             rows.append({"checkpoint": label, **info, "dataset": r.dataset, "psnr": r.psnr, "ssim": r.ssim,
-                         "n_images": r.n_images})
+                         "n_images": r.n_images, **ci.loc[r.dataset].to_dict()})
     evals = pd.DataFrame(rows)
     if not evals.empty:
         evals = evals.merge(cx[["variant", "scale", "params", "multi_adds_g"]], on=["variant", "scale"], how="left")
@@ -191,6 +197,10 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
     if not curves.empty:
         write_table(curves, out / "learning_curves.csv")
         report.fig_learning_curves(curves, out / "fig_learning_curves.png", pvo)
+
+    probes = report.recipe_probe(out / "gpu" / "recipe_probe")
+    if not probes.empty:
+        write_table(probes, out / "recipe_probe.csv")
 
     peers = peers_root(root)
     if root is not None and peers is not None:
@@ -213,11 +223,13 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         aw = awms_weights.run({k: str(v) for k, v in checkpoints.items()}, datasets[0], root)
         report.save_table(aw, out, "ablation_awms_weights")
         report.fig_lambda(aw, out / awms_weights.FIGURE)
-        _log("study: branch pruning (no retraining)")
+        # two sets, so that a difference can be tested on more than Set5's 5 images (whose Wilcoxon p
+        # cannot go below 0.0625)
+        _log(f"study: branch pruning (no retraining) on {', '.join(datasets[:2])}")
         pr = []
         for label, path in checkpoints.items():
             info = report.checkpoint_info(path)
-            pr.append(branch_pruning.run(str(path), info["variant"], datasets=(datasets[0],), data_root=root)
+            pr.append(branch_pruning.run(str(path), info["variant"], datasets=tuple(datasets[:2]), data_root=root)
                       .assign(checkpoint=label))
         pr = pd.concat(pr, ignore_index=True)
         report.save_table(pr, out, "ablation_branch_pruning")
@@ -300,6 +312,75 @@ def _protocol_summary(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval(r, col: str = "d_psnr") -> str:
+    p = f", p = {r.p:.3g}" if "p" in r and np.isfinite(r.p) else ""
+    return f"{r[col]:+.3f} dB [{r.ci_low:+.3f}, {r.ci_high:+.3f}]{p}"
+
+
+def _excludes_zero(r) -> bool:
+    return bool(r.ci_low > 0 or r.ci_high < 0)
+
+
+def _probe_summary(path: Path) -> str:
+    if not path.is_file():
+        return "_(not produced in this run)_\n"
+    df = pd.read_csv(path)
+    table = df.pivot_table(index="iter", columns="probe", values=["psnr_Set5", "gpu_s"]).round(3)
+    table.columns = [f"{a} {b}" for a, b in table.columns]
+    last = df.sort_values("iter").groupby("probe").tail(1).set_index("probe")
+    words = "; ".join(f"{k}: {r.psnr_Set5:.3f} dB after {r.gpu_s:.1f} GPU-s ({int(r.patches_seen)} patches)"
+                      for k, r in last.iterrows())
+    return table.reset_index().to_markdown(index=False) + f"\n\nAt the end: {words}.\n"
+
+
+def _findings(out: Path) -> str:
+    """Plain words: which differences in these tables hold at 95% and which do not (intervals: 95% paired
+    bootstrap over images; p: Wilcoxon signed-rank; "holds" needs both the interval to exclude 0 and p < 0.05,
+    or, against a published mean without per-image values, the interval of our mean to exclude it)."""
+    lines = []
+    pvo = out / "paper_vs_ours.csv"
+    if pvo.is_file():
+        d = pd.read_csv(pvo)
+        d = d.dropna(subset=["psnr", "ci_low"]) if "ci_low" in d else d.iloc[0:0]
+        if not d.empty:
+            inside = d[~d.apply(_excludes_zero, axis=1)]
+            lines.append(f"- Paper vs ours: {len(d) - len(inside)} of {len(d)} gaps lie outside our own 95% interval "
+                         "(the paper's per-image values are not published, so our mean's interval is the only "
+                         "spread); within it: " + (", ".join(f"{r.checkpoint} {r.dataset} ({_interval(r)})"
+                                                             for r in inside.itertuples()) or "none") + ".")
+    pe = out / "protocol_effect.csv"
+    if pe.is_file():
+        d = pd.read_csv(pe)
+        d = d[d.images_that_differ > 0] if "ci_low" in d else d.iloc[0:0]
+        for ds, g in d.groupby("dataset"):
+            held = g[g.apply(lambda r: _excludes_zero(r) and r.p < 0.05, axis=1)]
+            lines.append(f"- Gray-image convention on {ds}: basicsr - matlab holds at 95% for {len(held)} of {len(g)} "
+                         f"model/scale pairs (e.g. {_interval(g.iloc[0])} for {g.iloc[0].model} x{g.iloc[0].scale}).")
+    ft, aw = out / "ablation_branch_pruning_finetune.csv", out / "ablation_awms_weights.csv"
+    if ft.is_file() and aw.is_file() and "ci_low" in pd.read_csv(ft, nrows=1):
+        from ablations.branch_pruning import removal_vs_weights
+        t = removal_vs_weights(pd.read_csv(ft, dtype={"kernels": str}), pd.read_csv(aw))
+        for (ck, ds, arm), g in t.groupby(["checkpoint", "dataset", "retrain"]):
+            g = g.sort_values("lambda")
+            sig = [f"{int(r.removed)}" for r in g.itertuples() if _excludes_zero(r) and r.p < 0.05]
+            # lambda orders the cost only if the removals' intervals, in lambda order, do not overlap
+            costs = g[["ci_low", "ci_high"]].to_numpy()
+            separated = all(costs[i][0] > costs[i + 1][1] for i in range(len(costs) - 1))
+            lines.append(f"- Branch removal, {ck} {ds}, retrain {arm}: removals that cost significantly: "
+                         f"{', '.join(sig) or 'none'}; lambda order {'is' if separated else 'is not'} established "
+                         f"at 95% (the removals' intervals in lambda order {'do not overlap' if separated else 'overlap'}).")
+    for study_csv in sorted(out.glob("study_*.csv")):
+        d = pd.read_csv(study_csv)
+        if "verdict" not in d:
+            lines.append(f"- {study_csv.stem}: no per-image intervals in this table (made before they existed).")
+            continue
+        d = d[d.verdict != "baseline"]
+        held = [f"{r.variant} on {r.dataset} ({_interval(r)})" for r in d.itertuples() if r.verdict == "holds"]
+        lines.append(f"- {study_csv.stem} ({d.iters.iloc[0]} iterations, seeds {d.seeds.iloc[0]}) against "
+                     f"{d.baseline.iloc[0]}: " + ("; ".join(held) if held else "no difference holds at 95%") + ".")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def write_index(out: Path) -> None:
     """results/README.md: what each file is, the key tables inline, the figures embedded."""
     cols = lambda p, c: pd.read_csv(p)[c].to_markdown(index=False, floatfmt=".4f") + "\n" if p.is_file() else ""  # noqa: E731
@@ -307,6 +388,12 @@ def write_index(out: Path) -> None:
         "# Results\n",
         "Generated by `awsrn-bench reproduce` (`make reproduce`); do not edit by hand. Per-image rows with "
         "provenance are in `store/`.\n",
+        "## Which findings hold at 95%\n",
+        "Every difference in these tables carries `ci_low`/`ci_high` (95% paired bootstrap over images, BCa, "
+        "9,999 resamples, seed 0, `benchmark.stats`) and `p` (Wilcoxon signed-rank). Set5 alone cannot make a "
+        "finding significant: with 5 images the smallest two-sided Wilcoxon p is 0.0625. "
+        "`awsrn-bench compare A B --scale S --datasets ...` runs the same test for any two models.\n",
+        _findings(out),
         "## Complexity (paper conventions) — `complexity.{csv,md,tex}`\n",
         cols(out / "complexity.csv", ["variant", "scale", "params", "paper_params_k", "multi_adds_g",
                                       "paper_multi_adds_g", "params_k_diff", "multi_adds_g_diff"]),
@@ -325,6 +412,11 @@ def write_index(out: Path) -> None:
         "graded number) against GPU minutes. Where a curve flattens or turns down while the training loss "
         "still falls, the model has learnt what 291 images teach.\n",
         "![learning curves](fig_learning_curves.png)\n",
+        "### Batch and learning rate, chosen by PSNR per GPU-second — `recipe_probe.csv`\n",
+        "Two AWSRN-S x4 runs from scratch in the same GPU group (`scripts/gpu_train.sh`, runs `probe-*`, logs in "
+        "`gpu/recipe_probe/`): batch 16 at lr 1e-3 against batch 64 at lr 2e-3, the same iterations and cosine "
+        "schedule. Set5 PSNR (monitored) at each validation with the GPU seconds each run had used:\n",
+        _probe_summary(out / "recipe_probe.csv"),
         "## Peers with official weights — `peers.{csv,md,tex}`\n",
         "IMDN (x2/x3/x4) and CARN-M (one multi-scale model) from `../shared/peers`, built here "
         "(`benchmark/models/peers.py`), loaded strictly, graded on the same images with the same code; "

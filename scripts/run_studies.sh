@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The training studies (ablations/training_studies.py) at one stated, equal budget, written to
 # results/study_<name>.csv; `awsrn-bench reproduce` draws their figures. A GPU user raises ITERS:
-#   ITERS=20000 DEVICE=cuda scripts/run_studies.sh bam unit lrfu n_lfb
+#   ITERS=20000 DEVICE=cuda SEEDS=1,2,3 scripts/run_studies.sh bam unit lrfu n_lfb
 set -eu
 ITERS=${ITERS:-500}
 DEVICE=${DEVICE:-cpu}
+SEEDS=${SEEDS:-1}
 ROOT=${AWSRN_DATA:-../shared/data}
 for study in "$@"; do
   .venv/bin/awsrn-bench ablate study "$study" --iters "$ITERS" --device "$DEVICE" \
-    --data "$ROOT/train/T91,$ROOT/train/BSD200" --data-root "$ROOT" --scale 4
+    --data "$ROOT/train/T91,$ROOT/train/BSD200" --data-root "$ROOT" --scale 4 --seeds "$SEEDS"
 done

@@ -141,6 +141,27 @@ def test_training_study_trains_each_variant_once_at_one_budget(train_dir, tmp_pa
         bam.set_index("variant").loc["awsrn-s", "psnr"], abs=1e-12)
     assert sorted(p.name for p in (tmp_path / "runs" / "x2-2it").iterdir()) == [
         "awsrn-s", "awsrn-s-bam", "awsrn-s-nolrfu"]
+    # against the baseline: its own row is d = 0 with a zero interval; the other carries an interval around d
+    b = bam.set_index("variant")
+    assert b.loc["awsrn-s", "d_psnr"] == 0 and b.loc["awsrn-s", "verdict"] == "baseline"
+    assert b.loc["awsrn-s-bam", "d_psnr"] == pytest.approx(b.loc["awsrn-s-bam", "psnr"] - b.loc["awsrn-s", "psnr"])
+    assert b.loc["awsrn-s-bam", "ci_low"] <= b.loc["awsrn-s-bam", "d_psnr"] <= b.loc["awsrn-s-bam", "ci_high"]
+
+
+def test_training_study_with_seeds_reports_the_spread(train_dir, tmp_path):
+    from ablations.training_studies import run
+
+    df = run("lrfu", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+             batch=2, patch=12, val_images=1, seeds=(1, 2))
+    assert sorted(p.name for p in (tmp_path / "runs" / "x2-2it").iterdir()) == [
+        "awsrn-s", "awsrn-s-nolrfu", "awsrn-s-nolrfu-seed2", "awsrn-s-seed2"]
+    r = df.set_index("variant").loc["awsrn-s-nolrfu"]
+    assert r.seeds == "1,2" and r.d_psnr_seed_min <= r.d_psnr <= r.d_psnr_seed_max
+    assert r.d_psnr_seed_sd == pytest.approx(np.std([r.d_psnr_seed_min, r.d_psnr_seed_max], ddof=1))
+    # the two seeds trained different models
+    s1 = json.loads((tmp_path / "runs/x2-2it/awsrn-s/recipe.json").read_text())["seed"]
+    s2 = json.loads((tmp_path / "runs/x2-2it/awsrn-s-seed2/recipe.json").read_text())["seed"]
+    assert (s1, s2) == (1, 2)
 
 
 def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_dir, tmp_path):
@@ -157,6 +178,10 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
     assert (full.d_psnr == 0).all()
     ft = df[df.retrain == "finetune-2"]
     assert np.allclose(ft.d_psnr, ft.psnr - full.loc["finetune-2", "psnr"])
+    # each difference carries its paired interval; the full model against itself is exactly zero
+    assert (full.ci_low == 0).all() and (full.ci_high == 0).all() and (full.p == 1).all()
+    assert ((df.ci_low <= df.d_psnr + 1e-9) & (df.d_psnr <= df.ci_high + 1e-9)).all()
+    assert df.p.between(0, 1).all()
     from benchmark.checkpoints import file_sha256
     tag = f"ck-{file_sha256(ck / 'model.safetensors')[:12]}"   # keyed by content: a retrained checkpoint starts anew
     assert (tmp_path / "runs" / "prune" / tag / "awms35-2it" / "model.safetensors").is_file()
