@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	# CPU build of torch from the machine's wheel cache; a GPU user installs the CUDA build first (README).
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,ray]'
 	# super-image for the side-by-side checks, without its torchvision/opencv pins (see benchmark/superimage.py)
 	$(VENV)/bin/pip install -q --no-deps super-image==0.2.0
 	$(VENV)/bin/pip install -q h5py huggingface-hub opencv-python-headless

@@ -184,6 +184,18 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import EVAL_COLUMNS, load_spec, report, sweep
+    jobs = load_spec(args.spec)        # a bad spec is one line and exit 2, before anything runs
+    _out_dir(args.out)
+    rows, outcomes = sweep(jobs, args.out, backend=args.backend, address=args.address, workers=args.workers,
+                           data_root=args.data_root)
+    graded = rows[rows.get("dataset", pd.Series(dtype=str)).fillna("").astype(str) != ""] if not rows.empty else rows
+    table = graded.reindex(columns=EVAL_COLUMNS) if not graded.empty else pd.DataFrame(columns=EVAL_COLUMNS)
+    emit(table, args.format, floatfmt=".4f")
+    return 1 if report(outcomes, jobs) else 0
+
+
 def _latency_spec(args, deploy=None):
     from .latency import LatencySpec
     lr_hw = None
@@ -447,6 +459,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", **fmt)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("sweep", help="run the evaluate/train jobs of a YAML or JSON spec, locally or on Ray")
+    s.add_argument("spec", help="file with a list 'jobs'; each has kind: evaluate|train and that command's keys")
+    s.add_argument("--backend", default="local", choices=["local", "ray"])
+    s.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray)")
+    s.add_argument("--workers", type=_int_at_least(1), default=None, help="local Ray: CPUs, i.e. jobs at once")
+    s.add_argument("--out", default="results", help="results folder; the store and the ledger live in <out>/store")
+    s.add_argument("--data-root", default=None, help="data root for jobs that do not name one (default: $AWSRN_DATA)")
+    s.add_argument("--format", **fmt)
+    s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("latency", help="forward latency (CUDA events on GPU, perf_counter on CPU)")
     s.add_argument("pattern", nargs="?", default=None, help="wildcard (default: the four released variants)")
