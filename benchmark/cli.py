@@ -196,6 +196,24 @@ def cmd_sweep(args) -> int:
     return 1 if report(outcomes, jobs) else 0
 
 
+def cmd_bench(args) -> int:
+    from . import bench
+    from .results import write_table
+    if args.what == "eval-overhead":
+        df = bench.eval_overhead(_names(args.datasets), args.data_root, args.device, args.threads)
+        cols = ["lr_cache", "n_images", "wall_s", "forward_s", "wall_over_forward", "device", "threads"]
+    else:
+        df = bench.train_throughput(_names(args.data), args.device, args.model, args.scale, args.eager_iters,
+                                    args.fast_iters, overrides=_overrides(args.set),
+                                    log=lambda m: print(m, file=sys.stderr, flush=True))
+        cols = [c for c in df.columns if c not in ("model", "scale", "torch_version")]
+    if args.out:
+        _out_dir(str(Path(args.out).parent))
+        write_table(df, args.out)
+    emit(df[cols], args.format, floatfmt=".3f")
+    return 0
+
+
 def _latency_spec(args, deploy=None):
     from .latency import LatencySpec
     lr_hw = None
@@ -459,6 +477,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", **fmt)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("bench", help="the suite's own speed: evaluate overhead, training throughput")
+    kinds = s.add_subparsers(dest="what", required=True)
+    k = kinds.add_parser("eval-overhead", help="evaluate() wall time over the sum of forward times (AWSRN-S x2)")
+    k.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list)
+    k.add_argument("--threads", type=_int_at_least(1), default=None)
+    k.add_argument("--out", default=None, help="CSV to write (e.g. results/eval_overhead.csv, "
+                                               "results/gpu/eval_overhead_gpu.csv)")
+    k = kinds.add_parser("train-throughput", help="training step: eager vs fast (and the CUDA graph) in one process")
+    k.add_argument("--data", required=True, help="training folders, comma-separated")
+    k.add_argument("--model", default="awsrn-s")
+    k.add_argument("--scale", type=_scale, default=4)
+    k.add_argument("--eager-iters", type=_int_at_least(1), default=300)
+    k.add_argument("--fast-iters", type=_int_at_least(2), default=2000)
+    k.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    k.add_argument("--out", default=None, help="CSV to write (e.g. results/gpu/train_throughput_gpu.csv)")
+    for k in kinds.choices.values():
+        k.add_argument("--device", default="cpu", type=_device)
+        k.add_argument("--data-root", default=None)
+        k.add_argument("--format", **fmt)
+    s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("sweep", help="run the evaluate/train jobs of a YAML or JSON spec, locally or on Ray")
     s.add_argument("spec", help="file with a list 'jobs'; each has kind: evaluate|train and that command's keys")

@@ -435,7 +435,7 @@ def write_index(out: Path) -> None:
         _protocol_summary(out / "protocol_effect.csv"),
         _md(out / "protocol_effect.csv"),
         "## Training speed on a GPU — `gpu/train_throughput_gpu.csv`, `gpu/train_group_gpu.csv`\n",
-        "`python scripts/train_speed.py` inside `scripts/gpu_train.sh`: AWSRN-S x4, batch 16, 48 px, the eager "
+        "`awsrn-bench bench train-throughput` inside `scripts/gpu_train.sh`: AWSRN-S x4, batch 16, 48 px, the eager "
         "step and the fast step side by side in one process on one GPU.\n",
         _md(out / "gpu" / "train_throughput_gpu.csv"),
         "All 13 runs trained together in one process, one CUDA stream each (`awsrn-bench train-group`): solo "
@@ -466,7 +466,7 @@ def write_index(out: Path) -> None:
                 for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
         "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead.csv` "
-        "(evaluate wall time vs forward time, `scripts/eval_overhead.py`), `train_throughput_cpu.csv` "
+        "(evaluate wall time vs forward time, `awsrn-bench bench eval-overhead`), `train_throughput_cpu.csv` "
         "(`scripts/train_throughput_cpu.sh`), `fp16_storage.csv` (each float32 checkpoint against its "
         "float16 round trip, `scripts/fp16_storage_check.py`), `gpu/` (H200 runs: `scripts/gpu_check.sh` for "
         "latency, `scripts/gpu_train.sh` for training speed and the checkpoints, with their logs).\n",

@@ -25,7 +25,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_availa
 echo "== 1. graph step vs eager step; eager vs fast throughput (AWSRN-S x4, batch 16, 48px)"
 GRAPH_FLAG=""
 if [ "$SPEED_ITERS" -gt 0 ]; then
-timeout 120 python3 scripts/train_speed.py --data $DATA --device $DEVICE --fast-iters $SPEED_ITERS \
+timeout 120 python3 -m benchmark.cli bench train-throughput --data $DATA --device $DEVICE --fast-iters $SPEED_ITERS \
   --eager-iters $((SPEED_ITERS / 6)) --out "$OUT/${SPEED_CSV:-train_throughput_gpu.csv}" || echo "speed check failed: rc $?"
 fi
 if grep -q "'equal': False" "$OUT/gpu_train.log"; then

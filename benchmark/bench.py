@@ -1,0 +1,116 @@
+"""``awsrn-bench bench``: measurements of the suite's own speed, written as tables with the device name.
+
+* ``eval-overhead``: how much time ``evaluate()`` adds to the model's forward passes (AWSRN-S x2, random
+  init: the cost does not depend on the weights), once with an empty LR cache and once warm. The goal is a
+  wall time of at most 1.05x the forward time on a CPU and 1.5x on a GPU.
+* ``train-throughput``: the training step, eager vs fast (and on CUDA: the CUDA-graph step, and a check
+  that it equals the eager step on a fixed batch), side by side in one process.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+
+import pandas as pd
+import torch
+
+from .results import device_name, environment
+
+
+def eval_overhead(datasets=("Set5", "Set14", "B100", "Urban100"), data_root=None, device: str = "cpu",
+                  threads: int | None = None, model: str = "awsrn-s", scale: int = 2) -> pd.DataFrame:
+    """One row per LR-cache state (cold, warm): images, wall seconds, the sum of forward seconds, their ratio."""
+    from .evaluate import evaluate
+    if threads:
+        torch.set_num_threads(threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for state in ("cold", "warm"):
+            torch.manual_seed(0)
+            res = evaluate(model, list(datasets), [scale], data_root=data_root, cache_dir=cache, device=device,
+                           progress=False)
+            fwd = float(res.images["forward_s"].sum())
+            rows.append({"model": model, "scale": scale, "datasets": "+".join(datasets), "lr_cache": state,
+                         "n_images": len(res.images), "wall_s": res.wall_s, "forward_s": fwd,
+                         "wall_over_forward": res.wall_s / fwd, **environment(device)})
+    return pd.DataFrame(rows)
+
+
+def graph_equals_eager(device: str, steps: int = 3) -> dict:
+    """The same fixed batch through the eager fused step and the CUDA-graph step: loss and parameters."""
+    from .registry import create_model
+    from .train import EagerStep, GraphStep, TrainConfig, make_optimizer
+    g = torch.Generator().manual_seed(0)
+    lr_u8 = torch.randint(0, 256, (16, 3, 48, 48), generator=g, dtype=torch.uint8).to(device)
+    hr_u8 = torch.randint(0, 256, (16, 3, 192, 192), generator=g, dtype=torch.uint8).to(device)
+    cfg = TrainConfig(data=("unused",), device=device)
+    out = {}
+    for graph in (False, True):
+        torch.manual_seed(0)
+        model = create_model("awsrn-s", scale=4).to(device)
+        opt = make_optimizer(model, cfg, torch.device(device), graph=graph)
+        if graph:
+            step = GraphStep(model, model, opt, lr_u8.shape, hr_u8.shape, torch.device(device))
+            for _ in range(steps):
+                step(lr_u8, hr_u8)
+        else:
+            step = EagerStep(model, opt, torch.device(device))
+            for _ in range(steps):
+                step(lr_u8.float() / 255.0, hr_u8.float() / 255.0)
+        torch.cuda.synchronize()
+        out[graph] = (float(step.loss_sum), {k: v.detach().clone() for k, v in model.state_dict().items()})
+    (le, se), (lg, sg) = out[False], out[True]
+    diff = max(float((se[k] - sg[k]).abs().max()) for k in se)
+    return {"loss_eager": le, "loss_graph": lg, "max_param_diff": diff,
+            "equal": abs(le - lg) < 1e-4 * abs(le) and diff < 1e-4}
+
+
+def _rate(cfg, warmup: int, timed: int) -> float:
+    from .train import Trainer
+    t = Trainer(cfg, progress=False)
+    for _ in range(warmup):
+        t.step()
+    t.sync()
+    t0 = time.perf_counter()
+    for _ in range(timed):
+        t.step()
+    t.sync()
+    return timed / (time.perf_counter() - t0)
+
+
+def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: int = 4, eager_iters: int = 300,
+                     fast_iters: int = 2000, overrides: dict | None = None, log=print) -> pd.DataFrame:
+    """One row per configuration: it/s and patches/s over the timed iterations (after untimed warm-up), the
+    speed-up over eager; on CUDA also whether the graph step equals the eager step."""
+    from .train import TrainConfig
+    tmp = tempfile.mkdtemp()
+    base = TrainConfig(model=model, scale=scale, data=tuple(data), out=f"{tmp}/run", iters=10**7, val_every=10**9,
+                       val_images=0,
+                       log_every=10**9, ckpt_every=10**9, device=device, overrides=overrides or {})
+    cuda = device.startswith("cuda")
+    check = None
+    if cuda:
+        check = graph_equals_eager(device)
+        log(f"graph step vs eager step, fixed batch, 3 steps: {check}")
+    configs = [("eager", dict(fast=False), eager_iters),
+               ("fast, no graph", dict(fast=True, graph=False), eager_iters),
+               ("fast", dict(fast=True), fast_iters),
+               ("fast, batch 64", dict(fast=True, batch=64), fast_iters // 2)]
+    if not cuda:
+        configs = configs[:2]
+    rows = []
+    for name, kw, n in configs:
+        cfg = replace(base, out=f"{tmp}/{len(rows)}", **kw)
+        rate = _rate(cfg, warmup=max(2, min(10, n // 10)), timed=n)
+        rows.append({"config": name, "model": model, "scale": scale, "batch": cfg.batch, "patch": cfg.patch,
+                     "it_per_s": rate, "patches_per_s": rate * cfg.batch, "iters_timed": n,
+                     "device": device_name(device), "torch_version": torch.__version__})
+        log(rows[-1])
+    df = pd.DataFrame(rows)
+    df["speedup_it_vs_eager"] = df.it_per_s / df.it_per_s.iloc[0]
+    df["speedup_patches_vs_eager"] = df.patches_per_s / df.patches_per_s.iloc[0]
+    if check is not None:
+        df["graph_equals_eager"] = check["equal"]
+        df["graph_max_param_diff"] = check["max_param_diff"]
+    return df
