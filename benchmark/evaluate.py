@@ -35,6 +35,7 @@ class EvalResult:
     summary: pd.DataFrame                # one row per (model, scale, dataset, ...): mean psnr/ssim
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
     wall_s: float = 0.0
+    reused: int = 0                      # images whose rows came from the store (not graded again)
 
 
 def _to_chw(img: np.ndarray) -> torch.Tensor:
@@ -137,6 +138,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     env = environment(dev)
     skipped: list[tuple[str, str]] = []
     frames = []
+    reused = 0
     for scale in scales:
         net, name, wid = _model_for(model, scale, weights, deploy)
         run_store = store
@@ -163,6 +165,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
             else:
                 kept, others = pd.DataFrame(), done if not done.empty and "image_sha256" in done else pd.DataFrame()
             rows = kept.to_dict("records")
+            reused += len(rows)
             have = set(kept["image"]) if not kept.empty else set()
             todo = [r for r in refs if r.name not in have]
             bar = tqdm(total=len(todo), desc=f"{name} x{scale} {ds_name}", disable=not progress or not todo,
@@ -222,4 +225,4 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     if not images.empty:
         images["self_ensemble"] = images["self_ensemble"].astype(bool)
         images["deploy"] = images["deploy"].astype(bool)
-    return EvalResult(images, summarize(images), skipped, time.perf_counter() - t_start)
+    return EvalResult(images, summarize(images), skipped, time.perf_counter() - t_start, reused)

@@ -49,14 +49,17 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
     # the registry variant awsrn-s has the official widths, so evaluate by checkpoint structure
     monkeypatch.setattr(report, "checkpoint_info", lambda p: {"variant": None, "scale": 4, "iters": 0,
                                                              "train_device": "cpu", "batch": 16, "schedule": "x"})
-    reproduce(None, tmp_path / "res", tmp_path / "ck", latency_repeats=1)
-    out = tmp_path / "res"
+    reproduce(None, tmp_path / "results", tmp_path / "ck", latency_repeats=1)
+    out = tmp_path / "results" / "embedded"      # never over the tables made from the benchmark sets
     for name in ("complexity.csv", "bicubic.md", "checkpoints_eval.tex", "paper_vs_ours.csv", "latency_cpu.csv",
                  "ablation_awms_weights.csv", "ablation_branch_pruning.csv", "fig_pruning.png", "fig_awms_lambda.png",
                  "fig_psnr_vs_multiadds_set5_x2.png", "fig_visual.png", "README.md"):
         assert (out / name).is_file(), name
     assert len(pd.read_csv(out / "ablation_branch_pruning.csv")) == 15
-    assert "![pruning](fig_pruning.png)" in (out / "README.md").read_text()
+    index = (out / "README.md").read_text()
+    assert "![pruning](fig_pruning.png)" in index
+    assert "No data root: the embedded scikit-image set only, skimage (5 images)" in index
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["embedded"]
 
 
 def test_cli_ablate_awms_weights_reads_lambda_from_the_checkpoint(tmp_path, capsys):
