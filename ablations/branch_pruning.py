@@ -32,9 +32,12 @@ def pareto(df: pd.DataFrame, cost: str = "multi_adds_g", gain: str = "psnr") -> 
 
 
 def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_root=None, finetune_iters: int = 0,
-        train_data=(), latency_lr=(64, 64), out_dir: str | None = None, **train_kw) -> pd.DataFrame:
+        train_data=(), latency_lr=(64, 64), out_dir: str | None = None, backend: str = "local",
+        address: str | None = None, workers: int | None = None, gpus_per_job: float | None = None,
+        **train_kw) -> pd.DataFrame:
     """Rows per subset, arm ('none', 'finetune-N') and dataset; ``train_kw`` goes to the fine-tune's
-    ``TrainConfig`` (batch, patch, seed, ...). Each ``d_psnr`` against the full model of the same arm comes
+    ``TrainConfig`` (batch, patch, seed, ...); the fine-tunes are submitted as ``benchmark.sweep`` jobs
+    (``backend='ray'``: in parallel). Each ``d_psnr`` against the full model of the same arm comes
     with ``ci_low``/``ci_high`` (95% paired bootstrap over the images) and ``p`` (Wilcoxon signed-rank)."""
     from benchmark.checkpoints import file_sha256, read_checkpoint
     from benchmark.complexity import count_params, model_complexity
@@ -42,31 +45,39 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     from benchmark.latency import LatencySpec, measure
     from benchmark.registry import create_model
     from benchmark.models import AWSRN
-    from benchmark.train import TrainConfig, load_pruned, train
+    from benchmark.sweep import Job, run_training_jobs
+    from benchmark.train import load_pruned
 
     cfg = read_checkpoint(checkpoint).config
     structure = {k: getattr(cfg, k) for k in ("n_lfb", "n_awru", "n_feats", "block_feats")}
     spec = LatencySpec(preset="custom", lr_hw=latency_lr, warmup=2, repeats=10, threads=1, deploy=True)
+    def tune_dir(sub) -> Path:
+        # keyed by the checkpoint's content: a retrained checkpoint never reuses old fine-tunes
+        return (Path(out_dir or "runs") / "prune"
+                / f"{Path(checkpoint).resolve().parent.name}-{file_sha256(checkpoint)[:12]}"
+                / f"awms{''.join(map(str, sub))}-{finetune_iters}it")
+
+    if finetune_iters:
+        # the full set is fine-tuned too: it is the control that the fine-tuned subsets are measured against
+        # (the extra iterations alone move a short-schedule checkpoint); an interrupted arm resumes
+        device = train_kw.get("device", "cpu")
+        jobs = [Job(i, "train", {"model": variant or "awsrn-s", "scale": cfg.scale, "data": list(train_data),
+                                 "out": str(tune_dir(sub)), "iters": finetune_iters, "lr": 1e-4, "schedule": "cosine",
+                                 "val_every": finetune_iters, "log_every": max(1, finetune_iters // 10),
+                                 "ckpt_every": finetune_iters, "init_from": str(checkpoint),
+                                 "overrides": {**structure, "awms_kernels": sub}, **train_kw},
+                    num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
+                for i, sub in enumerate(SUBSETS)]
+        run_training_jobs(jobs, Path(out_dir or "runs") / "prune", backend=backend, address=address,
+                          workers=workers, data_root=data_root)
     rows, per_image = [], {}
     for sub in SUBSETS:
         model = AWSRN(replace(cfg, awms_kernels=sub))
         load_pruned(model, checkpoint)
         modes = [("none", model)]
-        # the full set is fine-tuned too: it is the control that the fine-tuned subsets are measured
-        # against (the extra iterations alone move a short-schedule checkpoint)
         if finetune_iters:
-            tag = "".join(map(str, sub))
-            # keyed by the checkpoint's content: a retrained checkpoint never reuses old fine-tunes
-            run_dir = (Path(out_dir or "runs") / "prune"
-                       / f"{Path(checkpoint).resolve().parent.name}-{file_sha256(checkpoint)[:12]}"
-                       / f"awms{tag}-{finetune_iters}it")
-            tc = TrainConfig(model=variant or "awsrn-s", scale=cfg.scale, data=tuple(train_data), out=str(run_dir),
-                             iters=finetune_iters, lr=1e-4, schedule="cosine", val_every=finetune_iters,
-                             log_every=max(1, finetune_iters // 10), ckpt_every=finetune_iters,
-                             init_from=checkpoint, overrides={**structure, "awms_kernels": sub}, **train_kw)
-            train(tc, resume=True, progress=False)   # an interrupted arm resumes; a finished one is kept
-            ft = create_model(variant or "awsrn-s", scale=cfg.scale, weights=run_dir / "model.safetensors", awms_kernels=sub,
-                              **structure)
+            ft = create_model(variant or "awsrn-s", scale=cfg.scale, weights=tune_dir(sub) / "model.safetensors",
+                              awms_kernels=sub, **structure)
             modes.append((f"finetune-{finetune_iters}", ft))
         cx = model_complexity(model, cfg.scale)
         torch.manual_seed(0)

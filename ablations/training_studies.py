@@ -33,9 +33,13 @@ def run_dir(out: str | Path, label: str, scale: int, iters: int, seed: int) -> P
 
 
 def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies", device: str = "cpu",
-        datasets=("Set5", "Set14"), data_root=None, seeds=(1,), **train_kw) -> pd.DataFrame:
+        datasets=("Set5", "Set14"), data_root=None, seeds=(1,), backend: str = "local", address: str | None = None,
+        workers: int | None = None, gpus_per_job: float | None = None, **train_kw) -> pd.DataFrame:
     """Train each variant of ``study`` for ``iters`` iterations (cosine schedule) with each seed and grade it
     on ``datasets``; ``train_kw`` goes to ``TrainConfig`` (batch, patch, ...), equal for every variant.
+
+    The trainings are submitted as jobs of ``benchmark.sweep`` (``backend='ray'``: one Ray task each, in
+    parallel, ``gpus_per_job`` of a GPU each on CUDA, default 1); a run already finished is left as it is.
 
     One row per variant and dataset: PSNR/SSIM averaged over the seeds; ``d_psnr`` against the study's
     baseline with ``ci_low``/``ci_high`` (95% paired bootstrap over the images, on the seed-averaged
@@ -45,22 +49,25 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
     from benchmark.registry import create_model
-    from benchmark.train import TrainConfig, train
+    from benchmark.sweep import Job, run_training_jobs
 
     spec = STUDIES[study]
+    runs = [(label, overrides, seed, run_dir(out, label, scale, iters, seed))
+            for label, overrides in spec["variants"].items() for seed in seeds]
+    jobs = [Job(i, "train", {"model": label.split("[")[0], "scale": scale, "data": list(data), "out": str(rd),
+                             "iters": iters, "schedule": "cosine", "device": device, "val_every": iters,
+                             "ckpt_every": iters, "log_every": max(1, iters // 20), "seed": seed,
+                             "overrides": overrides, **train_kw},
+                num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
+            for i, (label, overrides, seed, rd) in enumerate(runs)]
+    run_training_jobs(jobs, Path(out), backend=backend, address=address, workers=workers, data_root=data_root)
     images, info = [], {}
-    for label, overrides in spec["variants"].items():
+    for label, overrides, seed, rd in runs:
         variant = label.split("[")[0]
-        for seed in seeds:
-            rd = run_dir(out, label, scale, iters, seed)
-            train(TrainConfig(model=variant, scale=scale, data=tuple(data), out=str(rd), iters=iters,
-                              schedule="cosine", device=device, val_every=iters, ckpt_every=iters,
-                              log_every=max(1, iters // 20), seed=seed, overrides=overrides, **train_kw),
-                  resume=True, progress=False)
-            m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **overrides)
-            res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
-            images.append(res.images.assign(variant=label, seed=seed))
-            info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]}
+        m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **overrides)
+        res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
+        images.append(res.images.assign(variant=label, seed=seed))
+        info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]}
     return summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)
 
 

@@ -365,7 +365,8 @@ def cmd_ablate(args) -> int:
     elif args.study == "pruning":
         from ablations import branch_pruning
         df = branch_pruning.run(args.checkpoint, args.variant, tuple(args.datasets.split(",")), args.data_root,
-                                args.finetune_iters, [d for d in args.data.split(",") if d])
+                                args.finetune_iters, [d for d in args.data.split(",") if d], backend=args.backend,
+                                address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job)
         df = df.assign(checkpoint=Path(args.checkpoint).resolve().parent.name)
         if args.out:
             branch_pruning.merge_into(df, args.out)
@@ -374,7 +375,8 @@ def cmd_ablate(args) -> int:
         from ablations import training_studies
         df = training_studies.run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale,
                                   device=args.device, datasets=tuple(args.datasets.split(",")),
-                                  data_root=args.data_root, seeds=args.seeds)
+                                  data_root=args.data_root, seeds=args.seeds, backend=args.backend,
+                                  address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job)
         if args.out:
             write_table(df, args.out.format(study=args.name))
         cols = ["variant", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict"]
@@ -597,9 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seeds", type=_seed_list, default=(1,),
                    help="train every variant with each seed, e.g. 1,2,3 (the table reports the spread)")
     k.add_argument("--out", default="results/study_{study}.csv")
-    for k in kinds.choices.values():
+    for name, k in kinds.choices.items():
         k.add_argument("--data-root", default=None)
         k.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
+        if name != "awms-weights":   # the trainings go through `sweep`: locally or as Ray tasks
+            k.add_argument("--backend", default="local", choices=["local", "ray"])
+            k.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
+            k.add_argument("--workers", type=_int_at_least(1), default=None, help="local Ray: trainings at once")
+            k.add_argument("--gpus-per-job", type=float, default=None,
+                           help="Ray: the share of a GPU each training asks for on CUDA (default 1)")
     s.set_defaults(func=cmd_ablate)
 
     s = sub.add_parser("convert", help="write any readable checkpoint in the native safetensors format")

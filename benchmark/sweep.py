@@ -232,6 +232,17 @@ def sweep(spec: str | Path | list[Job], out: str | Path = "results", backend: st
     return pd.DataFrame(rows), outcomes
 
 
+def run_training_jobs(jobs: list[Job], out: Path, backend: str = "local", address: str | None = None,
+                      workers: int | None = None, data_root=None) -> None:
+    """The trainings of an ablation as sweep jobs; every one must finish (a table with a variant missing
+    would compare the wrong things), so failures are raised together, each with its cause."""
+    _, outcomes = sweep(jobs, out, backend=backend, address=address, workers=workers, data_root=data_root)
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    if failed:
+        by_index = {j.index: j for j in jobs}
+        raise RuntimeError("; ".join(f"{by_index[o['index']].describe()} failed: {o['error']}" for o in failed))
+
+
 def report(jobs_outcomes: list[dict], jobs: list[Job] | None = None, stream=None) -> int:
     """Print one line per failed job and a count (to stderr); returns the number of failures."""
     stream = stream or sys.stderr
