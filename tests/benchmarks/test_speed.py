@@ -8,7 +8,16 @@ from benchmark.deploy import reparameterize
 from benchmark.imresize import bicubic_downscale, imresize
 from benchmark.metrics import psnr, ssim
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Recorded numbers are single-threaded; set per test and restored, so the rest of the suite (collected
+    in the same session) keeps its threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", ["awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l"])
