@@ -34,10 +34,12 @@ def pareto(df: pd.DataFrame, cost: str = "multi_adds_g", gain: str = "psnr") -> 
 def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_root=None, finetune_iters: int = 0,
         train_data=(), latency_lr=(64, 64), out_dir: str | None = None, backend: str = "local",
         address: str | None = None, workers: int | None = None, gpus_per_job: float | None = None,
-        **train_kw) -> pd.DataFrame:
+        store=None, subsets=None, **train_kw) -> pd.DataFrame:
     """Rows per subset, arm ('none', 'finetune-N') and dataset; ``train_kw`` goes to the fine-tune's
     ``TrainConfig`` (batch, patch, seed, ...); the fine-tunes are submitted as ``benchmark.sweep`` jobs
-    (``backend='ray'``: in parallel). Each ``d_psnr`` against the full model of the same arm comes
+    (``backend='ray'``: in parallel). With ``store`` the per-image rows go into the results store, keyed
+    by the pruned model's name and the weights it was made from, so a rerun reads them back. ``subsets``
+    (default all 15) limits the study; the full set is always included, as the deltas' reference. Each ``d_psnr`` against the full model of the same arm comes
     with ``ci_low``/``ci_high`` (95% paired bootstrap over the images) and ``p`` (Wilcoxon signed-rank)."""
     from benchmark.checkpoints import file_sha256, read_checkpoint
     from benchmark.complexity import count_params, model_complexity
@@ -51,6 +53,10 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     cfg = read_checkpoint(checkpoint).config
     structure = {k: getattr(cfg, k) for k in ("n_lfb", "n_awru", "n_feats", "block_feats")}
     spec = LatencySpec(preset="custom", lr_hw=latency_lr, warmup=2, repeats=10, threads=1, deploy=True)
+    subsets = [tuple(x) for x in (subsets or SUBSETS)]
+    if tuple(AWMS_KERNELS) not in subsets:
+        subsets.append(tuple(AWMS_KERNELS))
+
     def tune_dir(sub) -> Path:
         # keyed by the checkpoint's content: a retrained checkpoint never reuses old fine-tunes
         return (Path(out_dir or "runs") / "prune"
@@ -67,23 +73,27 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
                                  "ckpt_every": finetune_iters, "init_from": str(checkpoint),
                                  "overrides": {**structure, "awms_kernels": sub}, **train_kw},
                     num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
-                for i, sub in enumerate(SUBSETS)]
+                for i, sub in enumerate(subsets)]
         run_training_jobs(jobs, Path(out_dir or "runs") / "prune", backend=backend, address=address,
                           workers=workers, data_root=data_root)
     rows, per_image = [], {}
-    for sub in SUBSETS:
+    for sub in subsets:
+        tag = "".join(map(str, sub))
         model = AWSRN(replace(cfg, awms_kernels=sub))
         load_pruned(model, checkpoint)
+        # the store's identity of a pruned model: its structure and the file its weights come from
+        model.variant_name, model.weights_path = f"{variant or 'awsrn'}[awms={tag}]", str(checkpoint)
         modes = [("none", model)]
         if finetune_iters:
             ft = create_model(variant or "awsrn-s", scale=cfg.scale, weights=tune_dir(sub) / "model.safetensors",
                               awms_kernels=sub, **structure)
+            ft.variant_name = f"{variant or 'awsrn'}[awms={tag},finetune-{finetune_iters}]"
             modes.append((f"finetune-{finetune_iters}", ft))
         cx = model_complexity(model, cfg.scale)
         torch.manual_seed(0)
         lat, _ = measure(model, cfg.scale, spec)
         for mode, m in modes:
-            res = evaluate(m.eval(), list(datasets), [cfg.scale], data_root=data_root, progress=False)
+            res = evaluate(m.eval(), list(datasets), [cfg.scale], data_root=data_root, store=store, progress=False)
             per_image["".join(map(str, sub)), mode] = res.images
             for _, r in res.summary.iterrows():
                 rows.append({"kernels": "".join(map(str, sub)), "n_branches": len(sub), "retrain": mode,

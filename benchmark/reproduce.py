@@ -252,7 +252,8 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         pr = []
         for label, path in checkpoints.items():
             info = report.checkpoint_info(path)
-            pr.append(branch_pruning.run(str(path), info["variant"], datasets=tuple(datasets[:2]), data_root=root)
+            pr.append(branch_pruning.run(str(path), info["variant"], datasets=tuple(datasets[:2]), data_root=root,
+                                         store=store)
                       .assign(checkpoint=label))
         pr = pd.concat(pr, ignore_index=True)
         report.save_table(pr, out, "ablation_branch_pruning")

@@ -160,10 +160,18 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
 
     ck = tmp_path / "ck"
     train(_cfg(train_dir, ck, iters=2))
-    df = run(str(ck / "model.safetensors"), "awsrn-s", ("skimage",), finetune_iters=2,
-             train_data=[str(train_dir)], latency_lr=(16, 16), out_dir=str(tmp_path / "runs"),
-             batch=2, patch=12, val_images=1)
-    assert len(df) == 30 and set(df.retrain) == {"none", "finetune-2"}
+    kw = dict(finetune_iters=2, train_data=[str(train_dir)], latency_lr=(16, 16), out_dir=str(tmp_path / "runs"),
+              batch=2, patch=12, val_images=1, store=tmp_path / "store", subsets=[(3, 5), (5, 7, 9)])
+    df = run(str(ck / "model.safetensors"), "awsrn-s", ("skimage",), **kw)
+    # two subsets and the full set (always added: the reference), each without and with the fine-tune
+    assert len(df) == 6 and set(df.retrain) == {"none", "finetune-2"}
+    assert sorted(set(df.kernels)) == ["35", "3579", "579"]
+    # every pruned model has its own identity in the store (structure + the weights it came from) ...
+    files = sorted((tmp_path / "store/eval").glob("*.csv"))
+    assert len(files) == 6 and any("awms-35-finetune-2" in f.name for f in files)
+    # ... so a rerun reads every row back and gives the same table
+    again = run(str(ck / "model.safetensors"), "awsrn-s", ("skimage",), **kw)
+    pd.testing.assert_series_equal(df.psnr, again.psnr)
     full = df[df.kernels == "3579"].set_index("retrain")
     assert full.loc["none", "psnr"] != full.loc["finetune-2", "psnr"]    # the control moved too
     assert (full.d_psnr == 0).all()
