@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.data import list_images, load_hr
-from benchmark.imresize import modcrop
+from benchmark.data import LRCache, list_images, model_input, prepare_pair
 from benchmark.protocols import get_protocol
 
 NAME = "awms_weights"
@@ -22,15 +21,11 @@ FIGURE = "fig_awms_lambda.png"
 
 @torch.no_grad()
 def branch_energy(model, dataset: str = "Set5", data_root=None, max_images: int = 5) -> dict[int, float]:
-    proto = get_protocol("matlab")
+    proto, cache = get_protocol("matlab"), LRCache()
     energy = {k: 0.0 for k in model.tail.kernels}
     for ref in list_images(dataset, data_root)[:max_images]:
-        hr, _ = load_hr(ref)
-        hr = modcrop(hr, model.scale)
-        lr = proto.make_lr(hr, model.scale)
-        x = torch.from_numpy(lr)
-        x = (x.unsqueeze(0).expand(3, -1, -1) if x.ndim == 2 else x.permute(2, 0, 1)).unsqueeze(0).float() / 255
-        f = model.features(model.normalize(x))
+        _, lr = prepare_pair(ref, model.scale, proto, cache)
+        f = model.features(model.normalize(model_input(lr)))
         for k in model.tail.kernels:
             energy[k] += float(model.tail.branch(k, f).pow(2).mean())
     return energy

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .atomic import atomic_write
@@ -200,3 +201,47 @@ class LRCache:
     def put(self, content_key: str, scale: int, method: str, lr: np.ndarray) -> None:
         atomic_write(self.path(content_key, scale, method),
                      lambda tmp: Image.fromarray(lr).save(tmp, format="PNG", compress_level=1))
+
+
+# ------------------------------------------------------------------ the one image path (HR, LR -> tensors)
+def prepare_pair(ref: ImageRef, scale: int, protocol, cache: LRCache) -> tuple[np.ndarray, np.ndarray]:
+    """Modcropped uint8 HR and its uint8 LR (the set's provided LR file, the cache, or computed by the
+    protocol's resize and cached). Every consumer (evaluate, training validation, the AWMS study, the
+    visual crops) gets its images here."""
+    from .imresize import modcrop
+    hr, key = load_hr(ref)
+    size = hr.shape[:2]
+    hr = modcrop(hr, scale)
+    if min(hr.shape[:2]) < scale:
+        raise ImageReadError(f"{ref.hr_path or ref.name}: image {size[1]}x{size[0]} is too small for x{scale}")
+    provided = ref.provided_lr(scale) if protocol.lr_method == "matlab" else None
+    if provided is not None:
+        lr = decode_image(provided)
+        if lr.ndim == 3 and hr.ndim == 2:
+            lr = lr[..., 0]
+        if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+            raise ImageReadError(f"{provided}: LR {lr.shape[:2]} does not match HR {hr.shape[:2]} / {scale}")
+        return hr, lr
+    method = f"{protocol.lr_method}-{LR_CACHE_VERSION}"
+    lr = cache.get(key, scale, method)
+    if lr is None or lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+        lr = protocol.make_lr(hr, scale)
+        cache.put(key, scale, method, lr)
+    return hr, lr
+
+
+def to_chw(img: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, 3) -> uint8 tensor (1 or 3, H, W), sharing memory where it can."""
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def to_chw3(img: np.ndarray) -> torch.Tensor:
+    """As ``to_chw``, a gray image replicated to 3 channels (what the networks take)."""
+    t = to_chw(img)
+    return t.expand(3, -1, -1) if t.shape[0] == 1 else t
+
+
+def model_input(lr: np.ndarray, device="cpu") -> torch.Tensor:
+    """An LR image as the model's input: float (1, 3, h, w) in [0, 1] on ``device``, gray replicated."""
+    return to_chw3(lr).to(device).unsqueeze(0).float() / 255.0

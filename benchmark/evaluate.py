@@ -20,8 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoints import file_sha256, model_from_checkpoint
-from .data import ImageReadError, LRCache, LR_CACHE_VERSION, decode_image, image_sha256, list_images, load_hr
-from .imresize import modcrop
+from .data import ImageReadError, LRCache, LR_CACHE_VERSION, image_sha256, list_images, model_input, prepare_pair, to_chw
 from .inference import Runner
 from .protocols import Protocol, get_protocol
 from .results import ResultStore, environment
@@ -36,34 +35,6 @@ class EvalResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
     wall_s: float = 0.0
     reused: int = 0                      # images whose rows came from the store (not graded again)
-
-
-def _to_chw(img: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(img))
-    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-
-
-def prepare_pair(ref, scale: int, protocol: Protocol, cache: LRCache) -> tuple[np.ndarray, np.ndarray]:
-    """Modcropped uint8 HR and its uint8 LR (provided file, cache, or computed and cached)."""
-    hr, key = load_hr(ref)
-    size = hr.shape[:2]
-    hr = modcrop(hr, scale)
-    if min(hr.shape[:2]) < scale:
-        raise ImageReadError(f"{ref.hr_path or ref.name}: image {size[1]}x{size[0]} is too small for x{scale}")
-    provided = ref.provided_lr(scale) if protocol.lr_method == "matlab" else None
-    if provided is not None:
-        lr = decode_image(provided)
-        if lr.ndim == 3 and hr.ndim == 2:
-            lr = lr[..., 0]
-        if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
-            raise ImageReadError(f"{provided}: LR {lr.shape[:2]} does not match HR {hr.shape[:2]} / {scale}")
-        return hr, lr
-    method = f"{protocol.lr_method}-{LR_CACHE_VERSION}"
-    lr = cache.get(key, scale, method)
-    if lr is None or lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
-        lr = protocol.make_lr(hr, scale)
-        cache.put(key, scale, method, lr)
-    return hr, lr
 
 
 RANDOM_INIT_SEED = 0
@@ -210,10 +181,8 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
                     if isinstance(hr, Exception):
                         skip(ref, hr)
                         continue
-                    x = _to_chw(lr).to(dev)
-                    x = (x.expand(3, -1, -1) if x.shape[0] == 1 else x).unsqueeze(0).float() / 255.0
-                    sr, secs = runner(x)
-                    job = (ref, pool.submit(proto.grade, sr[0], _to_chw(hr).to(dev), scale), secs, sr[0], hr.shape)
+                    sr, secs = runner(model_input(lr, dev))
+                    job = (ref, pool.submit(proto.grade, sr[0], to_chw(hr).to(dev), scale), secs, sr[0], hr.shape)
                     if pending is not None:
                         finish(pending)
                     pending = job

@@ -19,8 +19,8 @@ from PIL import Image
 from . import report
 from .checkpoints import model_from_checkpoint
 from .complexity import breakdown, complexity_table
-from .data import LRCache, list_images, resolve_data_root
-from .evaluate import evaluate, prepare_pair
+from .data import LRCache, list_images, model_input, prepare_pair, resolve_data_root, to_chw
+from .evaluate import evaluate
 from .latency import LatencySpec, latency_table
 from .protocols import get_protocol
 from .registry import create_model, get_variant, list_variants
@@ -142,9 +142,7 @@ def _visual_crops(checkpoints: dict, data_root, out: Path, scale: int = 4, size:
         box = (slice(y0, y0 + size), slice(x0, x0 + size))
         Image.fromarray(hr3[box]).save(crops / f"{name}_HR.png")
         rows.append({"image": name, "dataset": ds, "method": "HR", "file": f"{name}_HR.png", "psnr": np.nan})
-        x = torch.from_numpy(lr)
-        x = (x.unsqueeze(0).expand(3, -1, -1) if x.ndim == 2 else x.permute(2, 0, 1)).unsqueeze(0).float() / 255
-        hr_t = torch.from_numpy(hr) if hr.ndim == 2 else torch.from_numpy(hr).permute(2, 0, 1)
+        x, hr_t = model_input(lr), to_chw(hr)
         for meth, m in models.items():
             with torch.inference_mode():
                 sr = m(x)[0]

@@ -419,8 +419,7 @@ def validate(model, pairs, scale: int, device) -> float:
 
 def load_monitor(datasets, scale: int, data_root) -> dict[str, list]:
     """The monitor test sets as (HR, LR) tensor pairs, prepared exactly as evaluation prepares them."""
-    from .data import list_images, resolve_data_root
-    from .evaluate import _to_chw, prepare_pair
+    from .data import list_images, prepare_pair, resolve_data_root, to_chw, to_chw3
     from .protocols import get_protocol
     root = resolve_data_root(data_root)
     cache, proto, out = LRCache(), get_protocol("matlab"), {}
@@ -428,8 +427,7 @@ def load_monitor(datasets, scale: int, data_root) -> dict[str, list]:
         pairs = []
         for ref in list_images(name, root):
             hr, lr = prepare_pair(ref, scale, proto, cache)
-            lr_t = _to_chw(lr)
-            pairs.append((_to_chw(hr), lr_t.expand(3, -1, -1) if lr_t.shape[0] == 1 else lr_t))
+            pairs.append((to_chw(hr), to_chw3(lr)))
         out[name] = pairs
     return out
 
