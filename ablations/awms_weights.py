@@ -6,6 +6,8 @@ the four branches' total.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -13,7 +15,8 @@ import torch
 from benchmark.data import LRCache, list_images, model_input, prepare_pair
 from benchmark.protocols import get_protocol
 
-NAME = "awms_weights"
+NAME = "awms-weights"
+HELP = "the learned lambda and the energy share of each AWMS branch, per checkpoint"
 VARIANTS = "every trained checkpoint (all AWMS branches)"
 MEASURES = "lambda_k; energy share of branch k on a dataset"
 FIGURE = "fig_awms_lambda.png"
@@ -45,3 +48,53 @@ def run(checkpoints: dict[str, str], dataset: str = "Set5", data_root=None) -> p
                          "energy": energy[k], "energy_share": energy[k] / total if total else np.nan,
                          "dataset": dataset})
     return pd.DataFrame(rows)
+
+
+def plot(df: pd.DataFrame, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = list(dict.fromkeys(df.checkpoint))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / max(1, len(labels))
+    for i, lab in enumerate(labels):
+        g = df[df.checkpoint == lab]
+        x = np.arange(len(g)) + i * width
+        axes[0].bar(x, g["lambda"], width, label=lab)
+        axes[1].bar(x, g["energy_share"], width, label=lab)
+    for ax, title in zip(axes, ("learned lambda_k", "energy share of branch k")):
+        ax.set_xticks(np.arange(4) + 0.4 - width / 2, ["3x3", "5x5", "7x7", "9x9"])
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].axhline(0.25, color="k", lw=0.8, ls="--")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoints", help="native checkpoints, comma-separated")
+    parser.add_argument("--dataset", default="Set5")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", default=None, help="also write the table to this CSV")
+    parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
+
+
+def main(args) -> int:
+    from pathlib import Path
+
+    from benchmark.results import emit, write_table
+    paths = [p for p in args.checkpoints.split(",") if p]
+    df = run({Path(p).resolve().parent.name: p for p in paths}, args.dataset, args.data_root)
+    if args.out:
+        write_table(df, args.out)
+    emit(df[["checkpoint", "scale", "kernel", "lambda", "energy_share"]], args.format)
+    return 0
+
+
+if __name__ == "__main__":   # the same as `awsrn-bench ablate awms-weights ...`
+    import sys
+
+    from benchmark.plugins import run_cli
+    sys.exit(run_cli(NAME, sys.argv[1:], prog="python -m ablations.awms_weights"))

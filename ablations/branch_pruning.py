@@ -9,12 +9,14 @@ from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from benchmark.config import AWMS_KERNELS
 
-NAME = "branch_pruning"
+NAME = "pruning"
+HELP = "all 15 AWMS subsets of a checkpoint, without retraining and (--finetune-iters) fine-tuned"
 VARIANTS = "the 15 non-empty subsets of the AWMS kernels {3,5,7,9}"
 MEASURES = "delta PSNR/SSIM vs delta params, Multi-Adds, latency; Pareto front"
 FIGURE = "fig_pruning.png"
@@ -142,7 +144,6 @@ def removal_vs_weights(pruning: pd.DataFrame, weights: pd.DataFrame) -> pd.DataF
 def merge_into(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """Write ``df`` (with a ``checkpoint`` column) into the table at ``path``, replacing that checkpoint's
     rows and keeping the others, and draw the table's figure next to it; returns the whole table."""
-    from benchmark import report
     from benchmark.results import write_table
 
     path = Path(path)
@@ -150,12 +151,80 @@ def merge_into(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
         old = pd.read_csv(path, dtype={"kernels": str})
         df = pd.concat([old[~old.checkpoint.isin(df.checkpoint.unique())], df], ignore_index=True)
     write_table(df, path)
-    report.fig_pruning(df, path.with_name(f"fig_{path.stem}.png"))
+    plot(df, path.with_name(f"fig_{path.stem}.png"))
     return df
+
+
+def plot(df: pd.DataFrame, out: Path, ncols: int = 4):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = list(df.groupby(["checkpoint", "dataset"]))
+    n = max(1, len(groups))
+    cols, rows = min(ncols, n), -(-n // ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    for ax, ((ck, ds), g) in zip(axes.flat, groups):
+        for mode, gm in g.groupby("retrain"):
+            dots = ax.scatter(gm.d_multi_adds_g, gm.d_psnr, label=f"retrain: {mode}")
+            if "ci_low" in gm:     # 95% paired bootstrap interval of each difference
+                ax.errorbar(gm.d_multi_adds_g, gm.d_psnr, yerr=[gm.d_psnr - gm.ci_low, gm.ci_high - gm.d_psnr],
+                            fmt="none", ecolor=dots.get_facecolor()[0], elinewidth=0.8, capsize=2)
+            front = gm[gm.pareto].sort_values("d_multi_adds_g")
+            # the front as a staircase: the best PSNR reachable at or below each Multi-Adds budget
+            ax.step(front.d_multi_adds_g, front.d_psnr, where="post", lw=1)
+            for _, r in gm.iterrows():
+                ax.annotate(r.kernels, (r.d_multi_adds_g, r.d_psnr), fontsize=6)
+        ax.set_title(f"{ck}, {ds}", fontsize=9)
+        ax.set_xlabel("delta Multi-Adds (G)")
+        ax.set_ylabel("delta PSNR (dB), bars: 95% CI")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def add_arguments(parser) -> None:
+    from benchmark.argtypes import int_at_least
+    parser.add_argument("checkpoint")
+    parser.add_argument("--variant", default="awsrn-s")
+    parser.add_argument("--finetune-iters", type=int_at_least(0), default=0, help="0: without retraining only")
+    parser.add_argument("--data", default="", help="training folders for the fine-tune, comma-separated")
+    parser.add_argument("--datasets", default="Set5")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv",
+                        help="table shared by all checkpoints (this checkpoint's rows are replaced); '' to skip")
+    parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
+    add_backend_arguments(parser)
+
+
+def add_backend_arguments(parser) -> None:
+    """The trainings go through `awsrn-bench sweep`: locally or as Ray tasks."""
+    from benchmark.argtypes import int_at_least
+    parser.add_argument("--backend", default="local", choices=["local", "ray"])
+    parser.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
+    parser.add_argument("--workers", type=int_at_least(1), default=None, help="local Ray: trainings at once")
+    parser.add_argument("--gpus-per-job", type=float, default=None,
+                        help="Ray: the share of a GPU each training asks for on CUDA (default 1)")
+
+
+def main(args) -> int:
+    from benchmark.results import emit
+    df = run(args.checkpoint, args.variant, tuple(args.datasets.split(",")), args.data_root, args.finetune_iters,
+             [d for d in args.data.split(",") if d], backend=args.backend, address=args.address,
+             workers=args.workers, gpus_per_job=args.gpus_per_job)
+    df = df.assign(checkpoint=Path(args.checkpoint).resolve().parent.name)
+    if args.out:
+        merge_into(df, args.out)
+    emit(df[["checkpoint", "kernels", "retrain", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "d_params",
+             "d_multi_adds_g"]], args.format)
+    return 0
 
 
 if __name__ == "__main__":   # the same as `awsrn-bench ablate pruning ...`
     import sys
 
-    from benchmark.cli import main
-    sys.exit(main(["ablate", "pruning", *sys.argv[1:]]))
+    from benchmark.plugins import run_cli
+    sys.exit(run_cli(NAME, sys.argv[1:], prog="python -m ablations.branch_pruning"))

@@ -95,8 +95,77 @@ def summarize_study(study: str, images: pd.DataFrame, info: dict, scale: int, it
     return pd.DataFrame(rows)
 
 
+def plot(df: pd.DataFrame, out: Path):
+    """A training study: each variant's PSNR difference to the study's baseline per dataset, with its 95%
+    paired interval (older tables without intervals: PSNR bars), params in the labels."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    variants = list(dict.fromkeys(df.variant))
+    datasets = list(dict.fromkeys(df.dataset))
+    with_ci = "ci_low" in df and df.ci_low.notna().any()
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(variants), 3.6))
+    width = 0.8 / len(datasets)
+    for i, ds in enumerate(datasets):
+        g = df[df.dataset == ds].set_index("variant").reindex(variants)
+        x = np.arange(len(variants)) + i * width
+        if with_ci:
+            ax.bar(x, g.d_psnr, width, label=ds, yerr=[g.d_psnr - g.ci_low, g.ci_high - g.d_psnr], capsize=3)
+        else:
+            ax.bar(x, g.psnr, width, label=ds)
+    params = df.drop_duplicates("variant").set_index("variant").reindex(variants).params
+    ax.set_xticks(np.arange(len(variants)) + 0.4 - width / 2,
+                  [f"{v}\n{p / 1e3:.0f}K" for v, p in zip(variants, params)], fontsize=7)
+    if with_ci:
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel(f"PSNR - {df.baseline.iloc[0]} (dB), 95% CI")
+    else:
+        ax.set_ylim(np.nanmin(df.psnr) - 1, np.nanmax(df.psnr) + 0.5)
+        ax.set_ylabel("PSNR (dB)")
+    seeds = f", seeds {df.seeds.iloc[0]}" if "seeds" in df else ""
+    ax.set_title(f"study '{df.study.iloc[0]}', x{int(df.scale.iloc[0])}, {int(df.iters.iloc[0])} iterations each{seeds}",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+NAME = "study"
+HELP = "train the variants of a study (" + ", ".join(STUDIES) + ") at one budget and grade them"
+
+
+def add_arguments(parser) -> None:
+    from benchmark.argtypes import device, int_at_least, scale, seed_list
+    from ablations.branch_pruning import add_backend_arguments
+    parser.add_argument("name", choices=sorted(STUDIES))
+    parser.add_argument("--iters", type=int_at_least(1), required=True, help="the budget, equal for every variant")
+    parser.add_argument("--data", required=True, help="training folders, comma-separated")
+    parser.add_argument("--scale", type=scale, default=4)
+    parser.add_argument("--device", default="cpu", type=device)
+    parser.add_argument("--datasets", default="Set5,Set14")
+    parser.add_argument("--seeds", type=seed_list, default=(1,),
+                        help="train every variant with each seed, e.g. 1,2,3 (the table reports the spread)")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", default="results/study_{study}.csv")
+    parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
+    add_backend_arguments(parser)
+
+
+def main(args) -> int:
+    from benchmark.results import emit, write_table
+    df = run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale, device=args.device,
+             datasets=tuple(args.datasets.split(",")), data_root=args.data_root, seeds=args.seeds,
+             backend=args.backend, address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job)
+    if args.out:
+        write_table(df, args.out.format(study=args.name))
+    emit(df[["variant", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict"]], args.format)
+    return 0
+
+
 if __name__ == "__main__":   # the same as `awsrn-bench ablate study ...`
     import sys
 
-    from benchmark.cli import main
-    sys.exit(main(["ablate", "study", *sys.argv[1:]]))
+    from benchmark.plugins import run_cli
+    sys.exit(run_cli(NAME, sys.argv[1:], prog="python -m ablations.training_studies"))

@@ -11,71 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the flag, the value and what was expected (exit 2), no usage block."""
-
-    def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {lo}"
-    return parse
-
-
-def _scale(text: str) -> int:
-    from .config import SCALES
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value not in SCALES:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(map(str, SCALES))}, got {text!r}")
-    return value
-
-
-def _scales(text: str) -> tuple[int, ...]:
-    parts = [t.strip() for t in text.split(",") if t.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError(f"expected comma-separated scales like 2,3,4, got {text!r}")
-    return tuple(_scale(t) for t in parts)
-
-
-def _seed_list(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        seeds = ()
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected distinct comma-separated integers like 1,2,3, got {text!r}")
-    return seeds
-
-
-def _name_list(text: str) -> str:
-    if not [t for t in text.split(",") if t.strip()]:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names like Set5,Set14, got {text!r}")
-    return text
-
-
-def _device(text: str) -> str:
-    import re
-
-    import torch
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available here (torch {torch.__version__}); "
-                                         f"use --device cpu or install a CUDA build of torch (README)")
-    return text
+from .argtypes import Parser as _Parser
+from .argtypes import device as _device
+from .argtypes import int_at_least as _int_at_least
+from .argtypes import name_list as _name_list
+from .argtypes import scale as _scale
+from .argtypes import scales as _scales
+from .results import emit
 
 
 def _out_dir(path: str | Path, flag: str = "--out") -> Path:
@@ -90,23 +32,6 @@ def _out_dir(path: str | Path, flag: str = "--out") -> Path:
     if not os.access(path, os.W_OK):
         raise ValueError(f"{flag} {path}: the folder is not writable")
     return path
-
-
-def emit(df: pd.DataFrame, fmt: str, out: str | None = None, floatfmt: str = ".4f") -> None:
-    """Print (or write to ``out``) a DataFrame as table, csv, md or latex."""
-    if fmt == "csv":
-        text = df.to_csv(index=False)
-    elif fmt == "md":
-        text = df.to_markdown(index=False, floatfmt=floatfmt) + "\n"
-    elif fmt == "latex":
-        text = df.to_latex(index=False, float_format=lambda v: format(v, floatfmt), na_rep="--")
-    else:
-        text = df.to_string(index=False) + "\n"
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
-    else:
-        sys.stdout.write(text)
 
 
 def cmd_list(args) -> int:
@@ -355,35 +280,9 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    """The AWMS ablations: learned weights, branch pruning, and the training studies."""
-    from .results import write_table
-    if args.study == "awms-weights":
-        from ablations import awms_weights
-        paths = [p for p in args.checkpoints.split(",") if p]
-        df = awms_weights.run({Path(p).resolve().parent.name: p for p in paths}, args.dataset, args.data_root)
-        cols = ["checkpoint", "scale", "kernel", "lambda", "energy_share"]
-    elif args.study == "pruning":
-        from ablations import branch_pruning
-        df = branch_pruning.run(args.checkpoint, args.variant, tuple(args.datasets.split(",")), args.data_root,
-                                args.finetune_iters, [d for d in args.data.split(",") if d], backend=args.backend,
-                                address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job)
-        df = df.assign(checkpoint=Path(args.checkpoint).resolve().parent.name)
-        if args.out:
-            branch_pruning.merge_into(df, args.out)
-        cols = ["checkpoint", "kernels", "retrain", "dataset", "psnr", "d_psnr", "d_params", "d_multi_adds_g"]
-    else:
-        from ablations import training_studies
-        df = training_studies.run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale,
-                                  device=args.device, datasets=tuple(args.datasets.split(",")),
-                                  data_root=args.data_root, seeds=args.seeds, backend=args.backend,
-                                  address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job)
-        if args.out:
-            write_table(df, args.out.format(study=args.name))
-        cols = ["variant", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict"]
-    if args.study == "awms-weights" and args.out:
-        write_table(df, args.out)
-    emit(df[cols], args.format)
-    return 0
+    """An ablation plugin (benchmark.plugins): its module is imported only now, and parses its own flags."""
+    from .plugins import run_cli
+    return run_cli(args.plugin, args.args)
 
 
 def _add_latency_flags(s, preset="720p"):
@@ -574,40 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_reproduce)
 
-    s = sub.add_parser("ablate", help="AWMS ablations: learned weights, branch pruning, training studies")
-    kinds = s.add_subparsers(dest="study", required=True)
-    k = kinds.add_parser("awms-weights", help="lambda and the energy share of each AWMS branch, per checkpoint")
-    k.add_argument("checkpoints", help="native checkpoints, comma-separated")
-    k.add_argument("--dataset", default="Set5")
-    k.add_argument("--out", default=None, help="also write the table to this CSV")
-    k = kinds.add_parser("pruning", help="all 15 AWMS subsets of a checkpoint, optionally fine-tuned")
-    k.add_argument("checkpoint")
-    k.add_argument("--variant", default="awsrn-s")
-    k.add_argument("--finetune-iters", type=_int_at_least(0), default=0, help="0: without retraining only")
-    k.add_argument("--data", default="", help="training folders for the fine-tune, comma-separated")
-    k.add_argument("--datasets", default="Set5")
-    k.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv",
-                   help="table shared by all checkpoints (this checkpoint's rows are replaced); '' to skip")
-    k = kinds.add_parser("study", help="train the variants of a study at one budget and grade them")
-    from ablations.training_studies import STUDIES
-    k.add_argument("name", choices=sorted(STUDIES))
-    k.add_argument("--iters", type=_int_at_least(1), required=True, help="the budget, equal for every variant")
-    k.add_argument("--data", required=True, help="training folders, comma-separated")
-    k.add_argument("--scale", type=_scale, default=4)
-    k.add_argument("--device", default="cpu", type=_device)
-    k.add_argument("--datasets", default="Set5,Set14")
-    k.add_argument("--seeds", type=_seed_list, default=(1,),
-                   help="train every variant with each seed, e.g. 1,2,3 (the table reports the spread)")
-    k.add_argument("--out", default="results/study_{study}.csv")
-    for name, k in kinds.choices.items():
-        k.add_argument("--data-root", default=None)
-        k.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
-        if name != "awms-weights":   # the trainings go through `sweep`: locally or as Ray tasks
-            k.add_argument("--backend", default="local", choices=["local", "ray"])
-            k.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
-            k.add_argument("--workers", type=_int_at_least(1), default=None, help="local Ray: trainings at once")
-            k.add_argument("--gpus-per-job", type=float, default=None,
-                           help="Ray: the share of a GPU each training asks for on CUDA (default 1)")
+    from .plugins import available
+    s = sub.add_parser("ablate", help="AWMS ablations (plugins): " + ", ".join(sorted(available())),
+                       description="awsrn-bench ablate NAME --help lists NAME's own flags")
+    s.add_argument("plugin", choices=sorted(available()), help="the ablation to run")
+    s.add_argument("args", nargs=argparse.REMAINDER, help="its flags")
     s.set_defaults(func=cmd_ablate)
 
     s = sub.add_parser("convert", help="write any readable checkpoint in the native safetensors format")

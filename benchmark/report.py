@@ -235,54 +235,6 @@ def fig_psnr_vs_latency(latency: pd.DataFrame, evals: pd.DataFrame, out: Path, d
     plt.close(fig)
 
 
-def fig_lambda(df: pd.DataFrame, out: Path):
-    labels = list(dict.fromkeys(df.checkpoint))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    width = 0.8 / max(1, len(labels))
-    for i, lab in enumerate(labels):
-        g = df[df.checkpoint == lab]
-        x = np.arange(len(g)) + i * width
-        axes[0].bar(x, g["lambda"], width, label=lab)
-        axes[1].bar(x, g["energy_share"], width, label=lab)
-    for ax, title in zip(axes, ("learned lambda_k", "energy share of branch k")):
-        ax.set_xticks(np.arange(4) + 0.4 - width / 2, ["3x3", "5x5", "7x7", "9x9"])
-        ax.set_title(title)
-        ax.grid(alpha=0.3, axis="y")
-    axes[0].axhline(0.25, color="k", lw=0.8, ls="--")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-
-
-def fig_pruning(df: pd.DataFrame, out: Path, ncols: int = 4):
-    groups = list(df.groupby(["checkpoint", "dataset"]))
-    n = max(1, len(groups))
-    cols, rows = min(ncols, n), -(-n // ncols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
-    for ax in axes.flat[len(groups):]:
-        ax.axis("off")
-    for ax, ((ck, ds), g) in zip(axes.flat, groups):
-        for mode, gm in g.groupby("retrain"):
-            dots = ax.scatter(gm.d_multi_adds_g, gm.d_psnr, label=f"retrain: {mode}")
-            if "ci_low" in gm:     # 95% paired bootstrap interval of each difference
-                ax.errorbar(gm.d_multi_adds_g, gm.d_psnr, yerr=[gm.d_psnr - gm.ci_low, gm.ci_high - gm.d_psnr],
-                            fmt="none", ecolor=dots.get_facecolor()[0], elinewidth=0.8, capsize=2)
-            front = gm[gm.pareto].sort_values("d_multi_adds_g")
-            # the front as a staircase: the best PSNR reachable at or below each Multi-Adds budget
-            ax.step(front.d_multi_adds_g, front.d_psnr, where="post", lw=1)
-            for _, r in gm.iterrows():
-                ax.annotate(r.kernels, (r.d_multi_adds_g, r.d_psnr), fontsize=6)
-        ax.set_title(f"{ck}, {ds}", fontsize=9)
-        ax.set_xlabel("delta Multi-Adds (G)")
-        ax.set_ylabel("delta PSNR (dB), bars: 95% CI")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-
-
 def fig_visual(crops_dir: Path, out: Path):
     """A grid from the saved crops: one row per image, HR, bicubic and each model, zoomed."""
     from PIL import Image
@@ -303,38 +255,4 @@ def fig_visual(crops_dir: Path, out: Path):
             ax.set_title(f"{meth}\n{r.psnr:.2f} dB" if meth != "HR" else f"HR {img}", fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
-def fig_study(df: pd.DataFrame, out: Path):
-    """A training study: each variant's PSNR difference to the study's baseline per dataset, with its 95%
-    paired interval (older tables without intervals: PSNR bars), params in the labels."""
-    variants = list(dict.fromkeys(df.variant))
-    datasets = list(dict.fromkeys(df.dataset))
-    with_ci = "ci_low" in df and df.ci_low.notna().any()
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(variants), 3.6))
-    width = 0.8 / len(datasets)
-    for i, ds in enumerate(datasets):
-        g = df[df.dataset == ds].set_index("variant").reindex(variants)
-        x = np.arange(len(variants)) + i * width
-        if with_ci:
-            ax.bar(x, g.d_psnr, width, label=ds, yerr=[g.d_psnr - g.ci_low, g.ci_high - g.d_psnr], capsize=3)
-        else:
-            ax.bar(x, g.psnr, width, label=ds)
-    params = df.drop_duplicates("variant").set_index("variant").reindex(variants).params
-    ax.set_xticks(np.arange(len(variants)) + 0.4 - width / 2,
-                  [f"{v}\n{p / 1e3:.0f}K" for v, p in zip(variants, params)], fontsize=7)
-    if with_ci:
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_ylabel(f"PSNR - {df.baseline.iloc[0]} (dB), 95% CI")
-    else:
-        ax.set_ylim(np.nanmin(df.psnr) - 1, np.nanmax(df.psnr) + 0.5)
-        ax.set_ylabel("PSNR (dB)")
-    seeds = f", seeds {df.seeds.iloc[0]}" if "seeds" in df else ""
-    ax.set_title(f"study '{df.study.iloc[0]}', x{int(df.scale.iloc[0])}, {int(df.iters.iloc[0])} iterations each{seeds}",
-                 fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
     plt.close(fig)

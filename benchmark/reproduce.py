@@ -243,7 +243,7 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         _log("study: AWMS weights")
         aw = awms_weights.run({k: str(v) for k, v in checkpoints.items()}, datasets[0], root)
         report.save_table(aw, out, "ablation_awms_weights")
-        report.fig_lambda(aw, out / awms_weights.FIGURE)
+        awms_weights.plot(aw, out / awms_weights.FIGURE)
         # two sets, so that a difference can be tested on more than Set5's 5 images (whose Wilcoxon p
         # cannot go below 0.0625)
         _log(f"study: branch pruning (no retraining) on {', '.join(datasets[:2])}")
@@ -255,7 +255,7 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
                       .assign(checkpoint=label))
         pr = pd.concat(pr, ignore_index=True)
         report.save_table(pr, out, "ablation_branch_pruning")
-        report.fig_pruning(pr, out / branch_pruning.FIGURE)
+        branch_pruning.plot(pr, out / branch_pruning.FIGURE)
 
     _log("figures")
     report.fig_psnr_vs_multiadds(Path(__file__).parent / "reference" / "awsrn_paper_table.csv", evals,
@@ -267,9 +267,13 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
                                    datasets[0])
     ft = out / "ablation_branch_pruning_finetune.csv"   # written by `awsrn-bench ablate pruning`
     if ft.is_file():
-        report.fig_pruning(pd.read_csv(ft), out / "fig_ablation_branch_pruning_finetune.png")
-    for study_csv in sorted(out.glob("study_*.csv")):   # written by scripts/run_studies.sh
-        report.fig_study(pd.read_csv(study_csv), out / f"fig_{study_csv.stem}.png")
+        from ablations import branch_pruning
+        branch_pruning.plot(pd.read_csv(ft), out / "fig_ablation_branch_pruning_finetune.png")
+    studies = sorted(out.glob("study_*.csv"))           # written by scripts/run_studies.sh
+    if studies:
+        from ablations import training_studies
+        for study_csv in studies:
+            training_studies.plot(pd.read_csv(study_csv), out / f"fig_{study_csv.stem}.png")
     crops = _visual_crops(checkpoints, root, out)
     if crops is not None:
         report.fig_visual(crops, out / "fig_visual.png")

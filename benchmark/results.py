@@ -11,12 +11,30 @@ import json
 import platform
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from .atomic import atomic_write_text
+
+
+def emit(df: pd.DataFrame, fmt: str, out: str | None = None, floatfmt: str = ".4f") -> None:
+    """Print (or write to ``out``) a DataFrame as table, csv, md or latex."""
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    elif fmt == "md":
+        text = df.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+    elif fmt == "latex":
+        text = df.to_latex(index=False, float_format=lambda v: format(v, floatfmt), na_rep="--")
+    else:
+        text = df.to_string(index=False) + "\n"
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:

@@ -111,3 +111,32 @@ def test_removal_vs_weights_pairs_each_removal_with_the_removed_branch():
     t = removal_vs_weights(pr, aw)
     assert list(t.removed) == [9, 7, 5, 3]                      # sorted by lambda, one row per removal
     assert list(t.d_psnr) == [-4.0, -3.0, -2.0, -1.0]            # 357 removed 9, ..., 579 removed 3
+
+
+def test_the_cli_imports_no_study_until_one_is_asked_for():
+    """Imports run one way: building the parser (`awsrn-bench list`, `--help`) loads no ablation module,
+    and no ablation module imports the CLI."""
+    import subprocess
+    import sys
+    code = ("import sys; from benchmark.cli import build_parser, main; build_parser(); main(['list']); "
+            "print(sorted(m for m in sys.modules if m.startswith('ablations')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("[]")
+    root = Path(__file__).resolve().parents[1] / "ablations"
+    for f in root.glob("*.py"):
+        assert "benchmark.cli" not in f.read_text(), f.name
+
+
+def test_ablate_plugins_parse_their_own_flags(capsys):
+    from benchmark.cli import main
+    from benchmark.plugins import available, load
+    assert set(available()) >= {"awms-weights", "pruning", "study"}
+    for name in ("awms-weights", "pruning", "study"):
+        module = load(name)
+        assert module.NAME == name and callable(module.plot) and callable(module.run)
+    for argv, message in [(["ablate", "study", "bam", "--iters", "0", "--data", "x"],
+                           "awsrn-bench ablate study: error: argument --iters: expected an integer >= 1, got 0"),
+                          (["ablate", "nosuch"], "invalid choice: 'nosuch'")]:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
