@@ -44,7 +44,7 @@ def run(checkpoints: dict[str, str], dataset: str = "Set5", data_root=None) -> p
         total = sum(energy.values())
         for k in model.tail.kernels:
             rows.append({"checkpoint": label, "scale": model.scale, "kernel": k,
-                         "lambda": float(getattr(model.tail, f"scale_k{k}").scale.detach()),
+                         "lambda": model.tail.lambdas()[k],
                          "energy": energy[k], "energy_share": energy[k] / total if total else np.nan,
                          "dataset": dataset})
     return pd.DataFrame(rows)

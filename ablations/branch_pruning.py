@@ -50,7 +50,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     from benchmark.registry import create_model
     from benchmark.models import AWSRN
     from benchmark.sweep import Job, run_training_jobs
-    from benchmark.train import load_pruned
+    from benchmark.checkpoints import load_pruned
 
     cfg = read_checkpoint(checkpoint).config
     structure = {k: getattr(cfg, k) for k in ("n_lfb", "n_awru", "n_feats", "block_feats")}

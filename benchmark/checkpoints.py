@@ -29,7 +29,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .atomic import atomic_write
-from .config import AWMS_KERNELS, MULTI_SCALE_PEERS, AWSRNConfig, PeerConfig, config_from_dict
+from .config import MULTI_SCALE_PEERS, AWSRNConfig, PeerConfig, config_from_dict
+from .models.awsrn import AWMS
 
 NATIVE_FORMAT = "awsrn-bench/1"
 
@@ -148,7 +149,7 @@ def infer_config(sd: dict[str, torch.Tensor], source_format: str, where: str = "
     block_feats = need("body.0.b0.body.0.weight_v").shape[0]
     n_lfb = len({int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))})
     n_awru = len({int(m.group(1)) for k in sd if (m := re.match(r"body\.0\.b(\d+)\.", k))})
-    kernels = tuple(k for k in AWMS_KERNELS if f"tail.tail_k{k}.weight_v" in sd)
+    kernels = AWMS.kernels_in(sd)
     bam = "attention.ca.fc1.weight" in sd
     reduction = n_feats // sd["attention.ca.fc1.weight"].shape[0] if bam else 8
     if source_format == "official":
@@ -301,3 +302,27 @@ def convert(src: str | Path, dst: str | Path) -> Checkpoint:
     model = model_from_checkpoint(src, scale=2 if multi else None)
     save_native(model, dst, {"converted_from": Path(src).name, "source_sha256": file_sha256(src)})
     return read_checkpoint(dst)
+
+
+def without_branches(state_dict: dict, drop) -> dict:
+    """A state dict with the AWMS branches ``drop`` (kernel sizes) removed: the filter that initialises a
+    pruned AWMS from a checkpoint with more branches."""
+    prefixes = tuple(p for k in drop for p in AWMS.branch_keys(k))
+    return {k: v for k, v in state_dict.items() if not k.startswith(prefixes)} if prefixes else dict(state_dict)
+
+
+def load_pruned(model, path) -> None:
+    """Initialise a (pruned-AWMS) model from a checkpoint of the same structure with more AWMS branches:
+    the dropped branches' keys are filtered out (``without_branches``), everything else must match exactly."""
+    ck = read_checkpoint(path)
+    keep = set(model.cfg.awms_kernels)
+    if not keep <= set(ck.config.awms_kernels):
+        raise CheckpointError(f"{path}: has AWMS kernels {ck.config.awms_kernels}, cannot initialise {sorted(keep)}")
+    sd = without_branches(ck.state_dict, [k for k in ck.config.awms_kernels if k not in keep])
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    bad = [k for k in set(own) & set(sd) if own[k].shape != sd[k].shape]
+    if missing or unexpected or bad:
+        raise CheckpointError(f"{path}: does not fit {model.cfg}: missing {missing[:5]}, unexpected "
+                              f"{unexpected[:5]}, shape mismatch {bad[:5]}")
+    model.load_state_dict(sd)

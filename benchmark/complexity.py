@@ -80,13 +80,14 @@ def breakdown(model: nn.Module, scale: int) -> pd.DataFrame:
     parts = ["head"] + [f"body.{i}" for i in range(len(model.body))]
     if getattr(model, "attention", None) is not None:
         parts.append("attention")
-    parts += [f"tail.tail_k{k}" for k in model.tail.kernels] + ["skip"]
+    branches = {f"tail.{model.tail.conv_name(k)}": k for k in model.tail.kernels}
+    parts += list(branches) + ["skip"]
     named = dict(model.named_modules())
     rows = []
     for part in parts:
         params = count_params(named[part])
-        if part.startswith("tail.tail_k"):  # the branch's lambda belongs to the branch
-            params += count_params(named[part.replace("tail_k", "scale_k")])
+        if part in branches:                # the branch's lambda belongs to the branch
+            params += count_params(model.tail.lam(branches[part]))
         c = costs.get(part, ConvCost(0.0, 0.0))
         rows.append({"module": part, "params": params,
                      "multi_adds_g": c.at(lr_pixels_720p(scale)) / 1e9,

@@ -76,8 +76,7 @@ class DeployAWSRN(nn.Module):
         b = torch.zeros(out_ch, **like)
         with torch.no_grad():
             for k in model.tail.kernels:
-                conv = getattr(model.tail, f"tail_k{k}")
-                lam = getattr(model.tail, f"scale_k{k}").scale.detach()
+                conv, lam = model.tail.conv(k), model.tail.lam(k).scale.detach()
                 p = (kmax - k) // 2
                 w[:, :, p:p + k, p:p + k] += conv.weight * lam
                 b += conv.bias * lam

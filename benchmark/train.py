@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .checkpoints import CheckpointError, read_checkpoint, safe_torch_load, save_native
+from .checkpoints import load_pruned, safe_torch_load, save_native
 from .data import IMAGE_EXTS, ImageReadError, LRCache, LR_CACHE_VERSION, decode_image
 from .imresize import bicubic_downscale, modcrop
 from .results import device_name, environment, write_table
@@ -287,25 +287,6 @@ def lr_factor(cfg: TrainConfig, it: int, horizon: int) -> float:
     if cfg.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * min(it, horizon) / max(1, horizon)))
     return 0.5 ** (it // cfg.step_every)
-
-
-def load_pruned(model, path) -> None:
-    """Initialise a (pruned-AWMS) model from a checkpoint of the same structure with more AWMS branches:
-    the dropped branches' keys are removed, everything else must match exactly."""
-    ck = read_checkpoint(path)
-    keep = set(model.cfg.awms_kernels)
-    if not keep <= set(ck.config.awms_kernels):
-        raise CheckpointError(f"{path}: has AWMS kernels {ck.config.awms_kernels}, cannot initialise {sorted(keep)}")
-    sd = {k: v for k, v in ck.state_dict.items()
-          if not any(k.startswith((f"tail.tail_k{kk}.", f"tail.scale_k{kk}.")) for kk in ck.config.awms_kernels
-                     if kk not in keep)}
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    bad = [k for k in set(own) & set(sd) if own[k].shape != sd[k].shape]
-    if missing or unexpected or bad:
-        raise CheckpointError(f"{path}: does not fit {model.cfg}: missing {missing[:5]}, unexpected "
-                              f"{unexpected[:5]}, shape mismatch {bad[:5]}")
-    model.load_state_dict(sd)
 
 
 # ---------------------------------------------------------------------------------------- steps

@@ -101,3 +101,18 @@ def test_ablation_units_and_lrfu():
             reparameterize(m)
     with pytest.raises(ValueError, match="unit must be one of"):
         AWSRNConfig(unit="dense")
+
+
+def test_awms_names_its_branches_for_everyone_else():
+    """The state-dict names of the AWMS branches come from AWMS itself (no module rebuilds the strings)."""
+    from benchmark.checkpoints import without_branches
+    from benchmark.models import AWMS
+    m = create_model("awsrn-s", scale=2, awms_kernels=(3, 7))
+    sd = m.state_dict()
+    assert AWMS.kernels_in(sd) == (3, 7)
+    conv, lam = AWMS.branch_keys(7)
+    assert {k for k in sd if k.startswith((conv, lam))} == {
+        "tail.tail_k7.weight_g", "tail.tail_k7.weight_v", "tail.tail_k7.bias", "tail.scale_k7.scale"}
+    assert m.tail.lambdas() == {3: 0.25, 7: 0.25}
+    assert AWMS.kernels_in(without_branches(sd, [7])) == (3,)
+    assert len(without_branches(sd, [7])) == len(sd) - 4

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from benchmark.checkpoints import CheckpointError, read_checkpoint
-from benchmark.train import TrainConfig, load_pruned, split_train_val, train
+from benchmark.checkpoints import load_pruned
+from benchmark.train import TrainConfig, split_train_val, train
 from benchmark import create_model
 from benchmark.complexity import count_params
 

@@ -108,9 +108,40 @@ class AWMS(nn.Module):
             self.add_module(f"scale_k{k}", Scale(0.25))
         self.pixelshuffle = nn.PixelShuffle(scale)
 
+    # The state-dict names of branch k (kept from the official code, so its checkpoints load as they are).
+    # Everything outside this class asks these methods instead of rebuilding the strings.
+    @staticmethod
+    def conv_name(k: int) -> str:
+        return f"tail_k{k}"
+
+    @staticmethod
+    def lambda_name(k: int) -> str:
+        return f"scale_k{k}"
+
+    @classmethod
+    def branch_keys(cls, k: int, prefix: str = "tail.") -> tuple[str, str]:
+        """State-dict key prefixes of branch k's conv and lambda inside a model whose AWMS is ``prefix``."""
+        return f"{prefix}{cls.conv_name(k)}.", f"{prefix}{cls.lambda_name(k)}."
+
+    @classmethod
+    def kernels_in(cls, state_dict, prefix: str = "tail.") -> tuple[int, ...]:
+        """The AWMS kernels a state dict holds (a pruned checkpoint holds a subset)."""
+        from ..config import AWMS_KERNELS
+        return tuple(k for k in AWMS_KERNELS if f"{prefix}{cls.conv_name(k)}.weight_v" in state_dict)
+
+    def conv(self, k: int) -> nn.Module:
+        return getattr(self, self.conv_name(k))
+
+    def lam(self, k: int) -> nn.Module:
+        """Branch k's learned weight (a Scale module; ``.scale`` is the parameter)."""
+        return getattr(self, self.lambda_name(k))
+
+    def lambdas(self) -> dict[int, float]:
+        return {k: float(self.lam(k).scale.detach()) for k in self.kernels}
+
     def branch(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """Output of one branch (after lambda and PixelShuffle)."""
-        return self.pixelshuffle(getattr(self, f"scale_k{k}")(getattr(self, f"tail_k{k}")(x)))
+        return self.pixelshuffle(self.lam(k)(self.conv(k)(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = None
