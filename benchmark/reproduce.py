@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -156,128 +157,163 @@ def _visual_crops(checkpoints: dict, data_root, out: Path, scale: int = 4, size:
     return crops
 
 
+@dataclass
+class Run:
+    """What the steps of one reproduce share: where it writes, what it grades, and what earlier steps made."""
+    out: Path
+    store: Path
+    root: Path | None
+    datasets: list[str]
+    checkpoints: dict
+    latency_repeats: int
+    progress: bool
+    note: str = ""
+    cx: pd.DataFrame = field(default_factory=pd.DataFrame)        # complexity table
+    evals: pd.DataFrame = field(default_factory=pd.DataFrame)     # checkpoints x test sets
+
+
+def step_registry(r: Run) -> None:
+    write_table(pd.DataFrame([{"name": n, "description": get_variant(n).description} for n in list_variants()]),
+                r.out / "registry.csv")
+
+
+def step_complexity(r: Run) -> None:
+    r.cx = complexity_table(scales=(2, 3, 4, 8))
+    report.save_table(r.cx, r.out, "complexity", floatfmt=".3f")
+    bd = pd.concat([breakdown(create_model(v, scale=s), s).assign(variant=v, scale=s)
+                    for v in ("awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l") for s in (2, 4)])
+    report.save_table(bd[["variant", "scale", "module", "params", "multi_adds_g", "multi_adds_ntire_g"]], r.out,
+                      "complexity_breakdown", floatfmt=".3f")
+    cxp = pd.concat([complexity_table(p, scales=(2, 3, 4)) for p in ("imdn", "carn-m")], ignore_index=True)
+    report.save_table(cxp, r.out, "complexity_peers", floatfmt=".3f")
+
+
+def step_bicubic(r: Run) -> None:
+    bic = evaluate("bicubic", r.datasets, [2, 3, 4], data_root=r.root, store=r.store, progress=r.progress)
+    _log(f"bicubic: {_graded(bic)}")
+    report.save_table(report.bicubic_table(bic.summary, bic.images), r.out, "bicubic")
+
+
+def step_checkpoints(r: Run) -> None:
+    """Every checkpoint on every set, paper vs ours with intervals, learning curves, the recipe probe."""
+    rows = []
+    for label, path in r.checkpoints.items():
+        info = report.checkpoint_info(path)
+        res = evaluate(info["variant"], r.datasets, [info["scale"]], weights=path, data_root=r.root, store=r.store,
+                       progress=r.progress)
+        _log(f"checkpoint {label} ({info['iters']} iterations): {_graded(res)}")
+        for msg in res.skipped:
+            _log(f"skipped {msg}")
+        ci = report.mean_intervals(res.images).set_index("dataset")
+        for _, row in res.summary.iterrows():
+            rows.append({"checkpoint": label, **info, "dataset": row.dataset, "psnr": row.psnr, "ssim": row.ssim,
+                         "n_images": row.n_images, **ci.loc[row.dataset].to_dict()})
+    r.evals = pd.DataFrame(rows)
+    if not r.evals.empty:
+        r.evals = r.evals.merge(r.cx[["variant", "scale", "params", "multi_adds_g"]], on=["variant", "scale"],
+                                how="left")
+        report.save_table(r.evals, r.out, "checkpoints_eval")
+    pvo = report.paper_vs_ours(r.cx, r.evals)
+    report.save_table(pvo, r.out, "paper_vs_ours", floatfmt=".4f")
+    curves = report.learning_curves(r.checkpoints)
+    if not curves.empty:
+        write_table(curves, r.out / "learning_curves.csv")
+        report.fig_learning_curves(curves, r.out / "fig_learning_curves.png", pvo)
+    probes = report.recipe_probe(r.out / "gpu" / "recipe_probe")
+    if not probes.empty:
+        write_table(probes, r.out / "recipe_probe.csv")
+
+
+def step_peers(r: Run) -> None:
+    peers = peers_root(r.root)
+    if r.root is not None and peers is not None:
+        _log(f"peers from {peers}")
+        report.save_table(grade_peers(r.root, peers, r.datasets, r.store, r.progress), r.out, "peers",
+                          floatfmt=".4f")
+    if r.root is not None:
+        _log("protocols: gray images under matlab and basicsr")
+        report.save_table(protocol_effect(r.store, r.root, r.datasets, peers, r.progress), r.out, "protocol_effect",
+                          floatfmt=".4f")
+
+
+def step_latency(r: Run) -> None:
+    """CPU latency, 96x96 LR, 1 thread, training and deploy form."""
+    spec = LatencySpec(preset="custom", lr_hw=(96, 96), warmup=3, repeats=r.latency_repeats, threads=1)
+    lat = pd.concat([latency_table(None, (2, 4), spec), latency_table(None, (2, 4), LatencySpec(
+        **{**spec.__dict__, "deploy": True}))])
+    report.save_table(lat, r.out, "latency_cpu", floatfmt=".2f")
+
+
+def step_ablations(r: Run) -> None:
+    """The AWMS-weight study and branch pruning without retraining, on every checkpoint."""
+    if not r.checkpoints:
+        return
+    from ablations import awms_weights, branch_pruning
+    aw = awms_weights.run({k: str(v) for k, v in r.checkpoints.items()}, r.datasets[0], r.root)
+    report.save_table(aw, r.out, "ablation_awms_weights")
+    awms_weights.plot(aw, r.out / awms_weights.FIGURE)
+    # two sets, so that a difference can be tested on more than Set5's 5 images (whose Wilcoxon p cannot go
+    # below 0.0625); the rows go into the store, so a rerun reads them back
+    _log(f"branch pruning (no retraining) on {', '.join(r.datasets[:2])}")
+    pr = pd.concat([branch_pruning.run(str(path), report.checkpoint_info(path)["variant"],
+                                       datasets=tuple(r.datasets[:2]), data_root=r.root, store=r.store)
+                    .assign(checkpoint=label) for label, path in r.checkpoints.items()], ignore_index=True)
+    report.save_table(pr, r.out, "ablation_branch_pruning")
+    branch_pruning.plot(pr, r.out / branch_pruning.FIGURE)
+
+
+def step_figures(r: Run) -> None:
+    report.fig_psnr_vs_multiadds(Path(__file__).parent / "reference" / "awsrn_paper_table.csv", r.evals,
+                                 r.out / "fig_psnr_vs_multiadds_set5_x2.png", scale=2)
+    gpu_lat = r.out / "gpu" / "latency_gpu.csv"
+    if gpu_lat.is_file() and not r.evals.empty:
+        g = pd.read_csv(gpu_lat)
+        report.fig_psnr_vs_latency(g[(g.precision == "fp32")], r.evals, r.out / "fig_psnr_vs_latency.png",
+                                   r.datasets[0])
+    ft = r.out / "ablation_branch_pruning_finetune.csv"   # written by `awsrn-bench ablate pruning`
+    if ft.is_file():
+        from ablations import branch_pruning
+        branch_pruning.plot(pd.read_csv(ft), r.out / "fig_ablation_branch_pruning_finetune.png")
+    studies = sorted(r.out.glob("study_*.csv"))           # written by scripts/run_studies.sh
+    if studies:
+        from ablations import training_studies
+        for study_csv in studies:
+            training_studies.plot(pd.read_csv(study_csv), r.out / f"fig_{study_csv.stem}.png")
+    crops = _visual_crops(r.checkpoints, r.root, r.out)
+    if crops is not None:
+        report.fig_visual(crops, r.out / "fig_visual.png")
+
+
+def step_index(r: Run) -> None:
+    write_index(r.out, r.note)
+
+
+# The main job, in order: each step reads what the earlier ones left on ``Run`` or in results/.
+STEPS = [("registry", step_registry), ("complexity", step_complexity), ("bicubic baseline", step_bicubic),
+         ("checkpoints", step_checkpoints), ("peers and protocols", step_peers), ("CPU latency", step_latency),
+         ("ablations", step_ablations), ("figures", step_figures), ("index", step_index)]
+
+
 def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str | Path = "checkpoints",
               latency_repeats: int = 20, progress: bool = False, fresh: bool = False) -> Path:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = out / "store"
-    if fresh and store.is_dir():     # every row is regraded (the store is generated data, never edited)
-        import shutil
-        shutil.rmtree(store)
     root = resolve_data_root(data_root)
     datasets = [d for d in FULL_SETS if root and (root / "benchmark" / d).is_dir()] or ["skimage"]
     if root is None and out.name == "results":
         # the embedded set's numbers never overwrite the committed tables made from the benchmark sets
         out = out / "embedded"
-        out.mkdir(parents=True, exist_ok=True)
-        store = out / "store"
         _log(f"no data root: writing the embedded-set run to {out}/")
-    note = data_note(root, datasets)
-    _log(note)
-
-    names = list_variants()
-    write_table(pd.DataFrame([{"name": n, "description": get_variant(n).description} for n in names]),
-                out / "registry.csv")
-
-    _log("complexity")
-    cx = complexity_table(scales=(2, 3, 4, 8))
-    report.save_table(cx, out, "complexity", floatfmt=".3f")
-    bd = pd.concat([breakdown(create_model(v, scale=s), s).assign(variant=v, scale=s)
-                    for v in ("awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l") for s in (2, 4)])
-    report.save_table(bd[["variant", "scale", "module", "params", "multi_adds_g", "multi_adds_ntire_g"]], out,
-                      "complexity_breakdown", floatfmt=".3f")
-    cxp = pd.concat([complexity_table(p, scales=(2, 3, 4)) for p in ("imdn", "carn-m")], ignore_index=True)
-    report.save_table(cxp, out, "complexity_peers", floatfmt=".3f")
-
-    _log("bicubic baseline")
-    bic = evaluate("bicubic", datasets, [2, 3, 4], data_root=root, store=store, progress=progress)
-    _log(f"bicubic: {_graded(bic)}")
-    report.save_table(report.bicubic_table(bic.summary, bic.images), out, "bicubic")
-
-    checkpoints = report.find_checkpoints(checkpoints_dir)
-    rows = []
-    for label, path in checkpoints.items():
-        info = report.checkpoint_info(path)
-        _log(f"checkpoint {label} ({info['iters']} iterations)")
-        res = evaluate(info["variant"], datasets, [info["scale"]], weights=path, data_root=root, store=store,
-                       progress=progress)
-        _log(f"checkpoint {label}: {_graded(res)}")
-        for msg in res.skipped:
-            _log(f"skipped {msg}")
-        ci = report.mean_intervals(res.images).set_index("dataset")
-        for _, r in res.summary.iterrows():
-            rows.append({"checkpoint": label, **info, "dataset": r.dataset, "psnr": r.psnr, "ssim": r.ssim,
-                         "n_images": r.n_images, **ci.loc[r.dataset].to_dict()})
-    evals = pd.DataFrame(rows)
-    if not evals.empty:
-        evals = evals.merge(cx[["variant", "scale", "params", "multi_adds_g"]], on=["variant", "scale"], how="left")
-        report.save_table(evals, out, "checkpoints_eval")
-    pvo = report.paper_vs_ours(cx, evals)
-    report.save_table(pvo, out, "paper_vs_ours", floatfmt=".4f")
-    curves = report.learning_curves(checkpoints)
-    if not curves.empty:
-        write_table(curves, out / "learning_curves.csv")
-        report.fig_learning_curves(curves, out / "fig_learning_curves.png", pvo)
-
-    probes = report.recipe_probe(out / "gpu" / "recipe_probe")
-    if not probes.empty:
-        write_table(probes, out / "recipe_probe.csv")
-
-    peers = peers_root(root)
-    if root is not None and peers is not None:
-        _log(f"peers from {peers}")
-        report.save_table(grade_peers(root, peers, datasets, store, progress), out, "peers", floatfmt=".4f")
-    if root is not None:
-        _log("protocols: gray images under matlab and basicsr")
-        report.save_table(protocol_effect(store, root, datasets, peers, progress), out, "protocol_effect",
-                          floatfmt=".4f")
-
-    _log("CPU latency (96x96 LR, 1 thread)")
-    spec = LatencySpec(preset="custom", lr_hw=(96, 96), warmup=3, repeats=latency_repeats, threads=1)
-    lat = pd.concat([latency_table(None, (2, 4), spec), latency_table(None, (2, 4), LatencySpec(
-        **{**spec.__dict__, "deploy": True}))])
-    report.save_table(lat, out, "latency_cpu", floatfmt=".2f")
-
-    if checkpoints:
-        from ablations import awms_weights, branch_pruning
-        _log("study: AWMS weights")
-        aw = awms_weights.run({k: str(v) for k, v in checkpoints.items()}, datasets[0], root)
-        report.save_table(aw, out, "ablation_awms_weights")
-        awms_weights.plot(aw, out / awms_weights.FIGURE)
-        # two sets, so that a difference can be tested on more than Set5's 5 images (whose Wilcoxon p
-        # cannot go below 0.0625)
-        _log(f"study: branch pruning (no retraining) on {', '.join(datasets[:2])}")
-        pr = []
-        for label, path in checkpoints.items():
-            info = report.checkpoint_info(path)
-            pr.append(branch_pruning.run(str(path), info["variant"], datasets=tuple(datasets[:2]), data_root=root,
-                                         store=store)
-                      .assign(checkpoint=label))
-        pr = pd.concat(pr, ignore_index=True)
-        report.save_table(pr, out, "ablation_branch_pruning")
-        branch_pruning.plot(pr, out / branch_pruning.FIGURE)
-
-    _log("figures")
-    report.fig_psnr_vs_multiadds(Path(__file__).parent / "reference" / "awsrn_paper_table.csv", evals,
-                                 out / "fig_psnr_vs_multiadds_set5_x2.png", scale=2)
-    gpu_lat = out / "gpu" / "latency_gpu.csv"
-    if gpu_lat.is_file() and not evals.empty:
-        g = pd.read_csv(gpu_lat)
-        report.fig_psnr_vs_latency(g[(g.precision == "fp32")], evals, out / "fig_psnr_vs_latency.png",
-                                   datasets[0])
-    ft = out / "ablation_branch_pruning_finetune.csv"   # written by `awsrn-bench ablate pruning`
-    if ft.is_file():
-        from ablations import branch_pruning
-        branch_pruning.plot(pd.read_csv(ft), out / "fig_ablation_branch_pruning_finetune.png")
-    studies = sorted(out.glob("study_*.csv"))           # written by scripts/run_studies.sh
-    if studies:
-        from ablations import training_studies
-        for study_csv in studies:
-            training_studies.plot(pd.read_csv(study_csv), out / f"fig_{study_csv.stem}.png")
-    crops = _visual_crops(checkpoints, root, out)
-    if crops is not None:
-        report.fig_visual(crops, out / "fig_visual.png")
-    write_index(out, note)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "store"
+    if fresh and store.is_dir():     # every row is regraded (the store is generated data, never edited)
+        import shutil
+        shutil.rmtree(store)
+    run = Run(out, store, root, datasets, report.find_checkpoints(checkpoints_dir), latency_repeats, progress,
+              note=data_note(root, datasets))
+    _log(run.note)
+    for name, step in STEPS:
+        _log(name)
+        step(run)
     _log(f"done: {out}/README.md")
     return out / "README.md"
 
