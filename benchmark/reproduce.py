@@ -375,8 +375,10 @@ def _protocol_summary(path: Path) -> str:
 
 
 def _interval(r, col: str = "d_psnr") -> str:
-    p = f", p = {r.p:.3g}" if "p" in r and np.isfinite(r.p) else ""
-    return f"{r[col]:+.3f} dB [{r.ci_low:+.3f}, {r.ci_high:+.3f}]{p}"
+    """'+0.123 dB [+0.050, +0.200], p = 0.01' for a row (a Series or an itertuples row)."""
+    p = getattr(r, "p", float("nan"))
+    p = f", p = {p:.3g}" if p is not None and np.isfinite(p) else ""
+    return f"{getattr(r, col):+.3f} dB [{r.ci_low:+.3f}, {r.ci_high:+.3f}]{p}"
 
 
 def _excludes_zero(r) -> bool:
@@ -397,19 +399,23 @@ def _probe_summary(path: Path) -> str:
 
 def _findings(out: Path) -> str:
     """Plain words: which differences in these tables hold at 95% and which do not (intervals: 95% paired
-    bootstrap over images; p: Wilcoxon signed-rank; "holds" needs both the interval to exclude 0 and p < 0.05,
-    or, against a published mean without per-image values, the interval of our mean to exclude it)."""
+    bootstrap over images; p: Wilcoxon signed-rank; "holds" needs both the interval to exclude 0 and p < 0.05;
+    against a published mean without per-image values no test is possible, and the index says so)."""
     lines = []
     pvo = out / "paper_vs_ours.csv"
     if pvo.is_file():
         d = pd.read_csv(pvo)
-        d = d.dropna(subset=["psnr", "ci_low"]) if "ci_low" in d else d.iloc[0:0]
+        d = d.dropna(subset=["psnr", "psnr_ci_low"]) if "psnr_ci_low" in d else d.iloc[0:0]
         if not d.empty:
-            inside = d[~d.apply(_excludes_zero, axis=1)]
-            lines.append(f"- Paper vs ours: {len(d) - len(inside)} of {len(d)} gaps lie outside our own 95% interval "
-                         "(the paper's per-image values are not published, so our mean's interval is the only "
-                         "spread); within it: " + (", ".join(f"{r.checkpoint} {r.dataset} ({_interval(r)})"
-                                                             for r in inside.itertuples()) or "none") + ".")
+            width = (d.psnr_ci_high - d.psnr_ci_low).groupby(d.dataset).median()
+            lines.append("- Paper vs ours: no paired interval is possible (the paper publishes no per-image values), "
+                         "so `ci_low`/`ci_high`/`p` are empty in `paper_vs_ours`. Our own per-image spread is given "
+                         "instead (`psnr_ci_low/high`, the interval of our mean over the images); its median width "
+                         "is " + ", ".join(f"{w:.2f} dB on {ds}" for ds, w in width.items()) + ". It says how much a "
+                         "set's mean depends on which images it holds, not whether a gap to the paper (measured on "
+                         "the same images) is real; retraining noise (0.01 to 0.1 dB across seeds in the literature) "
+                         f"is the relevant yardstick, and all {len(d)} gaps here ({d.d_psnr.min():+.2f} to "
+                         f"{d.d_psnr.max():+.2f} dB) are larger than that.")
     pe = out / "protocol_effect.csv"
     if pe.is_file():
         d = pd.read_csv(pe)
