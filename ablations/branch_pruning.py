@@ -44,7 +44,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     (default all 15) limits the study; the full set is always included, as the deltas' reference. Each ``d_psnr`` against the full model of the same arm comes
     with ``ci_low``/``ci_high`` (95% paired bootstrap over the images) and ``p`` (Wilcoxon signed-rank)."""
     from benchmark.checkpoints import file_sha256, read_checkpoint
-    from benchmark.complexity import count_params, model_complexity
+    from benchmark.complexity import awms_subset_multi_adds, count_params
     from benchmark.evaluate import evaluate
     from benchmark.latency import LatencySpec, measure
     from benchmark.registry import create_model
@@ -78,6 +78,8 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
                 for i, sub in enumerate(subsets)]
         run_training_jobs(jobs, Path(out_dir or "runs") / "prune", backend=backend, address=address,
                           workers=workers, data_root=data_root)
+    # one fvcore count of the full model gives every subset's Multi-Adds (the branches are independent)
+    subset_macs = awms_subset_multi_adds(AWSRN(replace(cfg, awms_kernels=tuple(AWMS_KERNELS))), cfg.scale)
     rows, per_image = [], {}
     for sub in subsets:
         tag = "".join(map(str, sub))
@@ -91,7 +93,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
                               awms_kernels=sub, **structure)
             ft.variant_name = f"{variant or 'awsrn'}[awms={tag},finetune-{finetune_iters}]"
             modes.append((f"finetune-{finetune_iters}", ft))
-        cx = model_complexity(model, cfg.scale)
+        cx = {"multi_adds_g": subset_macs[tuple(sub)]}
         torch.manual_seed(0)
         lat, _ = measure(model, cfg.scale, spec)
         for mode, m in modes:

@@ -95,6 +95,19 @@ def breakdown(model: nn.Module, scale: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def awms_subset_multi_adds(full: nn.Module, scale: int) -> dict[tuple[int, ...], float]:
+    """Multi-Adds (G, 720p convention) of every non-empty AWMS subset of ``full``, from one fvcore count:
+    the branches are independent convolutions, so a pruned model costs the full one minus the removed
+    branches (a test checks this against counting each pruned model)."""
+    from itertools import combinations
+    bd = breakdown(full, scale).set_index("module")
+    total = float(bd.multi_adds_g.sum())
+    kernels = full.tail.kernels
+    branch = {k: float(bd.loc[f"tail.{full.tail.conv_name(k)}", "multi_adds_g"]) for k in kernels}
+    return {sub: total - sum(branch[k] for k in kernels if k not in sub)
+            for r in range(1, len(kernels) + 1) for sub in combinations(kernels, r)}
+
+
 DEFAULT_VARIANTS = ("awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l")
 
 

@@ -63,3 +63,13 @@ def test_cli_complexity_formats(tmp_path):
     assert main(["complexity", "awsrn-s", "--scales", "2", "--format", "latex", "--out", str(out)]) == 0
     assert "\\begin{tabular}" in out.read_text() and "397482" in out.read_text()
     assert main(["complexity", "nothing-*"]) == 2
+
+
+def test_awms_subset_multi_adds_equal_counting_each_pruned_model():
+    from benchmark.complexity import awms_subset_multi_adds
+    full = create_model("awsrn-sd", scale=3)
+    subsets = awms_subset_multi_adds(full, 3)
+    assert len(subsets) == 15
+    for sub in [(3,), (5, 9), (3, 7, 9), (3, 5, 7, 9)]:
+        pruned = create_model("awsrn-sd", scale=3, awms_kernels=sub)
+        assert subsets[sub] == pytest.approx(model_complexity(pruned, 3)["multi_adds_g"], rel=1e-12)
