@@ -145,11 +145,13 @@ def paired_table(a: pd.DataFrame, b: pd.DataFrame, metrics=("psnr", "ssim"), n_r
 
 
 def verdict(row, alpha: float = 0.05) -> str:
-    """Plain words for one difference: whether its interval excludes 0 and its p-value is below alpha."""
-    if not np.isfinite(row["p_value"]):
+    """Plain words for one difference (a row of ``paired_table``, column ``p_value``, or of an ablation
+    table, column ``p``): whether its interval excludes 0 and its p-value is below alpha."""
+    p = row["p_value"] if "p_value" in row else row["p"]
+    if not np.isfinite(p):
         return "no test"
     excludes = row["ci_low"] > 0 or row["ci_high"] < 0
-    if excludes and row["p_value"] < alpha:
+    if excludes and p < alpha:
         return "holds at 95%"
     return "not significant at 95%"
 

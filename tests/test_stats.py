@@ -99,3 +99,10 @@ def test_compare_cli_csv_columns_and_refusals(tmp_path, capsys):
     assert "weights file missing.safetensors does not exist" in capsys.readouterr().err
     assert main(["compare", "bicubic", "awsrn-s=", "--scale", "4"]) == 2
     assert "expected NAME or NAME=WEIGHTS" in capsys.readouterr().err
+
+
+def test_verdict_reads_paired_tables_and_ablation_rows():
+    assert stats.verdict(pd.Series({"ci_low": 0.1, "ci_high": 0.3, "p_value": 0.01})) == "holds at 95%"
+    assert stats.verdict(pd.Series({"ci_low": -0.3, "ci_high": -0.1, "p": 0.0625})) == "not significant at 95%"
+    assert stats.verdict(pd.Series({"ci_low": -0.1, "ci_high": 0.3, "p": 0.01})) == "not significant at 95%"
+    assert stats.verdict(pd.Series({"ci_low": np.nan, "ci_high": np.nan, "p": np.nan})) == "no test"
