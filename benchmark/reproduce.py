@@ -115,7 +115,9 @@ def _graded(res) -> str:
 def data_note(root, datasets) -> str:
     """The data a results folder was made from, for the top of its index."""
     counts = ", ".join(f"{d} ({len(list_images(d, root))} images)" for d in datasets)
-    return f"Data root: `{root}`; test sets: {counts}." if root else (
+    # shown relative to the working folder (`../shared/data`), so that the index names no machine's paths
+    shown = os.path.relpath(root) if root else root
+    return f"Data root: `{shown}`; test sets: {counts}." if root else (
         f"No data root: the embedded scikit-image set only, {counts}. Numbers here are not comparable with "
         "the paper's; the full run is `make reproduce` with `../shared/data` (or `--data-root`).")
 
