@@ -41,6 +41,25 @@ def test_deploy_of_trained_checkpoint_within_1e5(ckpt):
         assert (m(x) - reparameterize(m)(x)).abs().max().item() < 1e-5
 
 
+def test_each_block_fuses_exactly_and_reparameterize_walks_any_container():
+    """fuse() lives on each block: WNConv2d, LFB and AWMS each equal their fused form in float64, and
+    reparameterize replaces such blocks inside a module that has no fuse() of its own (timm's walk)."""
+    m = randomize(create_model("awsrn-s", scale=3), seed=4).double().eval()
+    x = torch.rand(1, 32, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for block in (m.body[0].b0.body[0], m.body[0], m.tail):
+            assert (block(x) - block.fuse()(x)).abs().max().item() < 1e-10
+        holder = torch.nn.Sequential(m.body[0], torch.nn.ReLU(), m.tail)
+        fused = reparameterize(holder)
+        assert type(fused[0]).__name__ == "FusedLFB" and type(fused[2][0]) is torch.nn.Conv2d
+        assert (holder(x) - fused(x)).abs().max().item() < 1e-10
+        assert type(holder[0]).__name__ == "LFB"                      # the input is not changed
+    peer = create_model("carn-m", scale=2)
+    assert reparameterize(peer) is peer                              # nothing to fuse: the same module
+    with pytest.raises(ValueError, match="unit='ru'"):
+        reparameterize(create_model("awsrn-s", scale=2, unit="ru"))
+
+
 def test_deploy_complexity_is_reported_and_smaller():
     m = create_model("awsrn-s", scale=2)
     d = reparameterize(m)

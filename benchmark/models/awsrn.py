@@ -12,18 +12,10 @@ from torch import nn
 
 from ..config import AWSRNConfig
 from .bam import BalancedAttention
-from .layers import Scale, WNConv2d
+from .fused import FusedAWSRN, FusedLFB, plain_conv
+from .layers import Scale, WNConv2d, normalize_input
 
 __all__ = ["AWRU", "LFB", "AWMS", "AWSRN", "normalize_input"]
-
-
-def normalize_input(x: torch.Tensor, cfg: AWSRNConfig, rgb_mean: torch.Tensor) -> torch.Tensor:
-    """RGB in [0, 1] -> the input convention the weights were trained with (``cfg.input_range``, and
-    the DIV2K mean shift ``(x - mean*255) / 127.5`` when ``cfg.mean_shift``)."""
-    x = x * cfg.input_range
-    if cfg.mean_shift:
-        x = (x - rgb_mean * 255.0) / 127.5
-    return x
 
 
 class WSE(nn.Module):
@@ -92,6 +84,18 @@ class LFB(nn.Module):
         fused = self.reduction(torch.cat(outs, dim=1)) if self.reduction is not None else h
         return self.res_scale(fused) + self.x_scale(x)
 
+    def fuse(self) -> FusedLFB:
+        """The same block with plain convs, each res_scale folded into the conv before it (AWRU units with
+        the LRFU, the paper's form; the ablation units have no fixed scalars to fold)."""
+        units = self.units()
+        if self.reduction is None or any(u.unit != "awru" for u in units):
+            raise ValueError(f"the deploy form covers AWRU units with the LRFU (the paper's variants), not "
+                             f"unit={units[0].unit!r}, lrfu={self.reduction is not None}")
+        return FusedLFB([u.body[0].fuse() for u in units],
+                        [u.body[2].fuse(u.res_scale.scale.detach()) for u in units],
+                        [float(u.x_scale.scale.detach()) for u in units],
+                        self.reduction.fuse(self.res_scale.scale.detach()), float(self.x_scale.scale.detach()))
+
 
 class AWMS(nn.Module):
     """Adaptive weighted multi-scale reconstruction: sum_k PixelShuffle(lambda_k * conv_k(x)).
@@ -150,6 +154,26 @@ class AWMS(nn.Module):
             out = y if out is None else out + y
         return out
 
+    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the one conv of the largest kernel equal to the sum of the branches before
+        PixelShuffle: each kernel zero-padded to the largest and weighted by its lambda."""
+        kmax = max(self.kernels)
+        first = self.conv(self.kernels[0])
+        w = torch.zeros(first.out_channels, first.in_channels, kmax, kmax, dtype=first.weight_v.dtype,
+                        device=first.weight_v.device)
+        b = torch.zeros(first.out_channels, dtype=w.dtype, device=w.device)
+        with torch.no_grad():
+            for k in self.kernels:
+                conv, lam = self.conv(k), self.lam(k).scale.detach()
+                p = (kmax - k) // 2
+                w[:, :, p:p + k, p:p + k] += conv.weight * lam
+                b += conv.bias * lam
+        return w, b
+
+    def fuse(self) -> nn.Sequential:
+        """One conv of the largest kernel, then PixelShuffle."""
+        return nn.Sequential(plain_conv(*self.fused_weights()), nn.PixelShuffle(self.pixelshuffle.upscale_factor))
+
 
 class AWSRN(nn.Module):
     """AWSRN and its variants (S, SD, M, L, BAM, pruned AWMS), built from an :class:`AWSRNConfig`.
@@ -192,3 +216,19 @@ class AWSRN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalize(x)
         return self._denormalize(self.tail(self.features(x)) + self.skip(x))
+
+    def fuse(self) -> FusedAWSRN:
+        """The deploy form (``benchmark.models.fused``): every block fused, and the output de-normalisation
+        ``(y * a + c) / input_range`` folded into the fused AWMS conv and the skip conv (it is affine and comes
+        after the last conv; PixelShuffle sends channel col*s*s + i to colour col, so c goes on those biases)."""
+        import copy
+        cfg, s = self.cfg, self.cfg.scale
+        a = (127.5 if cfg.mean_shift else 1.0) / cfg.input_range
+        c = (self.rgb_mean.detach().view(3) * 255.0 if cfg.mean_shift
+             else torch.zeros(3, dtype=self.rgb_mean.dtype, device=self.rgb_mean.device)) / cfg.input_range
+        w, b = self.tail.fused_weights()
+        skip = self.skip[0].fuse(a)
+        with torch.no_grad():
+            skip.bias.add_(c.to(skip.bias.dtype).repeat_interleave(s * s))
+        return FusedAWSRN(cfg, self.rgb_mean, self.head[0].fuse(), [blk.fuse() for blk in self.body],
+                          copy.deepcopy(self.attention), plain_conv(w, b, a), skip)

@@ -35,6 +35,20 @@ class WNConv2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, weight_norm=True"
 
+    def fuse(self, scale: float | torch.Tensor = 1.0) -> nn.Conv2d:
+        """A plain conv computing ``scale * self(x)`` (weight norm folded in)."""
+        from .fused import plain_conv
+        return plain_conv(self.weight.detach(), None if self.bias is None else self.bias.detach(), scale)
+
+
+def normalize_input(x: torch.Tensor, cfg, rgb_mean: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> the input convention the weights were trained with (``cfg.input_range``, and
+    the DIV2K mean shift ``(x - mean*255) / 127.5`` when ``cfg.mean_shift``)."""
+    x = x * cfg.input_range
+    if cfg.mean_shift:
+        x = (x - rgb_mean * 255.0) / 127.5
+    return x
+
 
 class Scale(nn.Module):
     """A learnable scalar multiplier (the paper's adaptive weights lambda)."""
