@@ -86,12 +86,12 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         model = AWSRN(replace(cfg, awms_kernels=sub))
         load_pruned(model, checkpoint)
         # the store's identity of a pruned model: its structure and the file its weights come from
-        model.variant_name, model.weights_path = f"{variant or 'awsrn'}[awms={tag}]", str(checkpoint)
+        model.provenance = replace(model.provenance, model=f"{variant or 'awsrn'}[awms={tag}]")
         modes = [("none", model)]
         if finetune_iters:
             ft = create_model(variant or "awsrn-s", scale=cfg.scale, weights=tune_dir(sub) / "model.safetensors",
                               awms_kernels=sub, **structure)
-            ft.variant_name = f"{variant or 'awsrn'}[awms={tag},finetune-{finetune_iters}]"
+            ft.provenance = replace(ft.provenance, model=f"{variant or 'awsrn'}[awms={tag},finetune-{finetune_iters}]")
             modes.append((f"finetune-{finetune_iters}", ft))
         cx = {"multi_adds_g": subset_macs[tuple(sub)]}
         torch.manual_seed(0)

@@ -47,6 +47,31 @@ class Checkpoint:
     path: Path
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a built model's weights come from: its identity in the results store. Attached to every model
+    ``create_model``, ``model_from_checkpoint`` and ``load_weights`` return, as ``model.provenance``."""
+    model: str                    # registry name ('awsrn-s'), 'checkpoint' for a file loaded without one, or a
+                                  # derived identity such as 'awsrn-s[awms=35]'
+    path: str | None = None       # the weights file (None: initialised, not loaded)
+    sha256: str | None = None     # of the file's bytes
+    format: str | None = None     # native, official, super-image, ...
+
+    @classmethod
+    def of(cls, model: str, ck: "Checkpoint | None") -> "Provenance":
+        if ck is None:
+            return cls(model)
+        return cls(model, str(ck.path), file_sha256(ck.path), ck.source_format)
+
+
+def with_input_convention(cfg, ck: "Checkpoint"):
+    """``cfg`` with the input convention (range, mean shift) of the checkpoint's weights: a property of the
+    weights, so a model is built with it rather than changed after loading."""
+    if isinstance(cfg, AWSRNConfig) and isinstance(ck.config, AWSRNConfig):
+        return dataclasses.replace(cfg, input_range=ck.config.input_range, mean_shift=ck.config.mean_shift)
+    return cfg
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -228,13 +253,17 @@ def _structure_diffs(ck_cfg, cfg) -> list[str]:
             for k in _STRUCTURE if getattr(ck_cfg, k) != getattr(cfg, k)]
 
 
-def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
-    """Load ``path`` into ``model`` strictly. An AWSRN model adopts the checkpoint's input convention
-    (range, mean shift), which is a property of the weights. Raises :class:`CheckpointError` naming the
-    file, the structural differences, and the missing / unexpected / mis-shaped keys."""
-    ck = read_checkpoint(path)
+def load_weights(model: nn.Module, path: str | Path, checkpoint: Checkpoint | None = None) -> Checkpoint:
+    """Load ``path`` (or the already read ``checkpoint``) into ``model`` strictly and attach its
+    :class:`Provenance`. Raises :class:`CheckpointError` naming the file, the structural differences (the
+    input convention included: build the model with :func:`with_input_convention`), and the missing /
+    unexpected / mis-shaped keys."""
+    ck = checkpoint or read_checkpoint(path)
     cfg = model.cfg
     diffs = _structure_diffs(ck.config, cfg)
+    if not diffs and isinstance(cfg, AWSRNConfig):
+        diffs = [f"{k}: checkpoint {getattr(ck.config, k)!r} vs model {getattr(cfg, k)!r}"
+                 for k in ("input_range", "mean_shift") if getattr(ck.config, k) != getattr(cfg, k)]
     own = model.state_dict()
     missing = sorted(set(own) - set(ck.state_dict))
     unexpected = sorted(set(ck.state_dict) - set(own))
@@ -250,9 +279,8 @@ def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:8]) + more)
         raise CheckpointError("\n".join(lines))
     model.load_state_dict(ck.state_dict, strict=True)
-    if isinstance(cfg, AWSRNConfig):
-        model.cfg = dataclasses.replace(cfg, input_range=ck.config.input_range, mean_shift=ck.config.mean_shift)
-    model.weights_path = str(path)
+    prior = getattr(model, "provenance", None)
+    model.provenance = Provenance.of(prior.model if prior else "checkpoint", ck)
     return ck
 
 
@@ -269,7 +297,7 @@ def model_from_checkpoint(path: str | Path, scale: int | None = None) -> nn.Modu
         model = build_peer(PeerConfig(cfg.arch, scale or cfg.scale))
     else:
         model = AWSRN(cfg if scale is None else dataclasses.replace(cfg, scale=scale))
-    load_weights(model, path)
+    load_weights(model, path, ck)
     return model
 
 
@@ -326,3 +354,5 @@ def load_pruned(model, path) -> None:
         raise CheckpointError(f"{path}: does not fit {model.cfg}: missing {missing[:5]}, unexpected "
                               f"{unexpected[:5]}, shape mismatch {bad[:5]}")
     model.load_state_dict(sd)
+    prior = getattr(model, "provenance", None)
+    model.provenance = Provenance.of(prior.model if prior else "checkpoint", ck)

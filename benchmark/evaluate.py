@@ -44,8 +44,9 @@ def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str
     """(module, model name, weights id) for one scale."""
     from .registry import create_model, get_variant
     if isinstance(model, nn.Module):
-        name = getattr(model, "variant_name", type(model).__name__.lower())
-        wid = file_sha256(model.weights_path) if getattr(model, "weights_path", None) else "random-init"
+        prov = getattr(model, "provenance", None)
+        name = prov.model if prov is not None else type(model).__name__.lower()
+        wid = prov.sha256 if prov is not None and prov.sha256 else "random-init"
         m = model
     else:
         if model is None:

@@ -142,6 +142,7 @@ def create_model(name: str, scale: int = 2, weights: str | Path | None = None, *
     ``overrides`` replace fields of the variant's :class:`AWSRNConfig` (None values are ignored, so
     CLI defaults never override a variant's own settings).
     """
+    from .checkpoints import Provenance, load_weights, read_checkpoint, with_input_convention
     from .models import AWSRN, Bicubic, build_peer
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -151,11 +152,15 @@ def create_model(name: str, scale: int = 2, weights: str | Path | None = None, *
             raise ValueError(f"{name!r} takes no weights (got {weights})")
         if overrides:
             raise ValueError(f"{name!r} takes no config overrides (got {sorted(overrides)})")
-        return Bicubic(scale)
+        model = Bicubic(scale)
+        model.provenance = Provenance(variant.name)
+        return model
     cfg = variant.config_for(scale, **overrides)
+    ck = read_checkpoint(weights) if weights is not None else None
+    if ck is not None:
+        cfg = with_input_convention(cfg, ck)
     model = build_peer(cfg) if variant.peer else AWSRN(cfg)
-    if weights is not None:
-        from .checkpoints import load_weights
-        load_weights(model, weights)
-    model.variant_name = variant.name
+    model.provenance = Provenance(variant.name)
+    if ck is not None:
+        load_weights(model, weights, ck)
     return model

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import pickle
 
@@ -5,9 +6,10 @@ import pytest
 import torch
 
 from benchmark import create_model
-from benchmark.checkpoints import (CheckpointError, load_weights, model_from_checkpoint, read_checkpoint,
-                                   save_native)
+from benchmark.checkpoints import (CheckpointError, Provenance, file_sha256, load_weights, model_from_checkpoint,
+                                   read_checkpoint, save_native)
 from benchmark.cli import main
+from benchmark.deploy import reparameterize
 from tests.reference_awsrn import Net, randomize
 
 
@@ -141,11 +143,27 @@ def test_pickled_code_is_never_executed(tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_load_weights_records_path(tmp_path):
+def test_loaded_models_carry_one_frozen_provenance_record(tmp_path):
     path = _save(Net(2, 1, 4, 32).state_dict(), tmp_path / "m.pt")
     m = create_model("awsrn-s", scale=2)
+    assert m.provenance == Provenance("awsrn-s")                       # initialised, not loaded
     ck = load_weights(m, path)
-    assert m.weights_path == str(path) and ck.config.n_awru == 4
+    assert m.provenance == Provenance("awsrn-s", str(path), file_sha256(path), "official") and ck.config.n_awru == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.provenance.sha256 = "x"
+    assert model_from_checkpoint(path).provenance.model == "checkpoint"
+    assert reparameterize(m).provenance == m.provenance                 # the deploy form keeps it
+
+
+def test_the_input_convention_is_built_in_not_swapped_after_loading(tmp_path):
+    """create_model builds with the weights' convention; load_weights into a model built for another
+    convention is refused with the field named (it would silently change the model's inputs)."""
+    ref = randomize(Net(3, 1, 4, 32, flavour="super-image", bam=False), seed=5).eval()
+    path = _save(ref.state_dict(), tmp_path / "pytorch_model_3x.pt")
+    cfg_before = create_model("awsrn-s", scale=3).cfg
+    assert create_model("awsrn-s", scale=3, weights=path).cfg.input_range == 1.0 and cfg_before.input_range == 255.0
+    with pytest.raises(CheckpointError, match="input_range: checkpoint 1.0 vs model 255.0"):
+        load_weights(create_model("awsrn-s", scale=3), path)
 
 
 def test_float16_storage_moves_psnr_by_less_than_a_thousandth_of_a_db(data_root):
