@@ -9,7 +9,6 @@ from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoints import file_sha256, model_from_checkpoint
-from .data import ImageReadError, LRCache, LR_CACHE_VERSION, image_sha256, list_images, model_input, prepare_pair, to_chw
+from .data import (ImageReadError, ImageRef, LRCache, LR_CACHE_VERSION, image_sha256, list_images, model_input,
+                   prepare_pair, to_chw)
 from .inference import Runner
 from .protocols import Protocol, get_protocol
 from .results import ResultStore, environment
@@ -86,6 +88,118 @@ def summarize(images: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class RunKey:
+    """One (model, weights, scale, test set, protocol, options) run: the key of its rows in the store."""
+    model: str
+    weights_sha256: str
+    scale: int
+    dataset: str
+    protocol: Protocol
+    self_ensemble: bool
+    deploy: bool
+
+    def store_key(self) -> dict:
+        return {"model": self.model, "weights": self.weights_sha256[:12], "scale": self.scale,
+                "dataset": self.dataset, "protocol": self.protocol.name, "se": int(self.self_ensemble),
+                "deploy": int(self.deploy),
+                "lr": f"{self.protocol.lr_method}-{LR_CACHE_VERSION}"}   # a new resize never reuses old rows
+
+    def row(self, graded: "Graded", image_sha256: str | None, env: dict) -> dict:
+        return {"model": self.model, "weights_sha256": self.weights_sha256, "scale": self.scale,
+                "dataset": self.dataset, "protocol": self.protocol.name, "self_ensemble": bool(self.self_ensemble),
+                "deploy": bool(self.deploy), "image": graded.ref.name, "image_sha256": image_sha256,
+                "psnr": graded.psnr, "ssim": graded.ssim, "forward_s": graded.forward_s,
+                "hr_h": graded.hr_shape[0], "hr_w": graded.hr_shape[1], **env}
+
+
+@dataclass(frozen=True)
+class Graded:
+    ref: ImageRef
+    psnr: float
+    ssim: float
+    forward_s: float
+    sr: torch.Tensor
+    hr_shape: tuple
+
+
+@dataclass(frozen=True)
+class Failed:
+    ref: ImageRef
+    reason: str
+
+
+# ------------------------------------------------------------------------------------------ stages
+def stored_rows(store: ResultStore | None, key: RunKey, shas: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to reuse, rows to keep untouched) of a run. Rows are keyed by image content: a stored row is
+    reused only for the same bytes; rows of images not in this run stay in the store but are not reported."""
+    done = store.read_run("eval", key.store_key()) if store else pd.DataFrame()
+    if done.empty or "image_sha256" not in done:
+        return pd.DataFrame(), pd.DataFrame()
+    done["image"] = done["image"].astype(str)
+    same = done["image_sha256"] == done["image"].map(shas)
+    return done[same], done[~done["image"].isin(list(shas))]
+
+
+def graded_images(runner: Runner, refs: list[ImageRef], scale: int, proto: Protocol, cache: LRCache,
+                  dev: torch.device) -> Iterator[Graded | Failed]:
+    """Each image forwarded and graded, in order. A small pipeline: while the model runs on image i, a
+    worker decodes image i+1 and grades image i-1, so the suite's own work hides behind the forward passes."""
+    def collect(ref, grading, secs, sr, hr_shape) -> Graded | Failed:
+        try:
+            psnr, ssim = grading.result()
+        except (ImageReadError, ValueError) as exc:
+            return Failed(ref, str(exc))
+        return Graded(ref, psnr, ssim, secs, sr, hr_shape)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        prepare = lambda r: prepare_pair(r, scale, proto, cache)  # noqa: E731
+        upcoming = pool.submit(prepare, refs[0]) if refs else None
+        pending = None
+        for i, ref in enumerate(refs):
+            try:
+                hr, lr = upcoming.result()
+            except (ImageReadError, ValueError) as exc:
+                hr = exc
+            upcoming = pool.submit(prepare, refs[i + 1]) if i + 1 < len(refs) else None
+            if isinstance(hr, Exception):
+                yield Failed(ref, str(hr))
+                continue
+            sr, secs = runner(model_input(lr, dev))
+            job = (ref, pool.submit(proto.grade, sr[0], to_chw(hr).to(dev), scale), secs, sr[0], hr.shape)
+            if pending is not None:
+                yield collect(*pending)
+            pending = job
+        if pending is not None:
+            yield collect(*pending)
+
+
+def evaluate_set(runner: Runner, key: RunKey, refs: list[ImageRef], store: ResultStore | None, cache: LRCache,
+                 dev: torch.device, env: dict, skipped: list, save_dir: Path | None = None,
+                 progress: bool = True) -> tuple[pd.DataFrame, int]:
+    """One test set: reuse the stored rows, grade the rest, store each new row at once. -> (rows, reused)."""
+    shas = {r.name: image_sha256(r) for r in refs}
+    kept, others = stored_rows(store, key, shas)
+    rows = kept.to_dict("records")
+    have = set(kept["image"]) if not kept.empty else set()
+    todo = [r for r in refs if r.name not in have]
+    bar = tqdm(total=len(todo), desc=f"{key.model} x{key.scale} {key.dataset}", disable=not progress or not todo,
+               leave=False)
+    for out in graded_images(runner, todo, key.scale, key.protocol, cache, dev):
+        bar.update(1)
+        if isinstance(out, Failed):
+            skipped.append((str(out.ref.hr_path or out.ref.name), out.reason))
+            tqdm.write(f"skipped {out.ref.hr_path or out.ref.name}: {out.reason}", file=sys.stderr)  # stdout: table
+            continue
+        if save_dir:
+            _save_sr(out.sr, save_dir / key.model / key.dataset / f"x{key.scale}" / f"{out.ref.name}.png")
+        rows.append(key.row(out, shas.get(out.ref.name), env))
+        if store:
+            store.write_run("eval", key.store_key(), pd.concat([others, pd.DataFrame(rows)], ignore_index=True), env)
+    bar.close()
+    return pd.DataFrame(rows), len(kept)
+
+
 def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, protocol: str | Protocol = "matlab",
              weights: str | Path | None = None, self_ensemble: bool = False, data_root=None,
              store: str | Path | ResultStore | None = None, device: str = "cpu", tile: int | None = None,
@@ -95,7 +209,8 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
 
     Returns per-image rows and per-dataset means. With ``store``, rows already stored for the same
     model, weights, scale, dataset, protocol and options are reused, and each new image is saved as
-    soon as it is graded.
+    soon as it is graded. Stages: build the model per scale (``_model_for``), then per test set
+    ``evaluate_set`` (``stored_rows`` -> ``graded_images`` -> a store write per image), then ``summarize``.
     """
     t_start = time.perf_counter()
     proto = get_protocol(protocol)
@@ -109,8 +224,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     dev = torch.device(device)
     env = environment(dev)
     skipped: list[tuple[str, str]] = []
-    frames = []
-    reused = 0
+    frames, reused = [], 0
     for scale in scales:
         net, name, wid = _model_for(model, scale, weights, deploy)
         run_store = store
@@ -118,79 +232,14 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
             # a module handed in without a weights file has no identity to key its rows by
             print(f"note: {name} has no weights file; its rows are not stored", file=sys.stderr)
             run_store = None
-        net = net.to(dev).eval()
-        runner = Runner(net, self_ensemble=self_ensemble, tile=tile)
+        runner = Runner(net.to(dev).eval(), self_ensemble=self_ensemble, tile=tile)
         for ds in datasets:
             refs = list_images(ds, data_root)
-            ds_name = refs[0].dataset
-            key = {"model": name, "weights": wid[:12], "scale": scale, "dataset": ds_name,
-                   "protocol": proto.name, "se": int(self_ensemble), "deploy": int(deploy),
-                   "lr": f"{proto.lr_method}-{LR_CACHE_VERSION}"}   # a new resize never reuses old rows
-            done = run_store.read_run("eval", key) if run_store else pd.DataFrame()
-            # rows are keyed by image content: a stored row is reused only for the same bytes, and only the
-            # images of this run are reported (rows of other images stay in the store, untouched)
-            shas = {r.name: image_sha256(r) for r in refs}
-            if not done.empty and "image_sha256" in done:
-                done["image"] = done["image"].astype(str)
-                same = done["image_sha256"] == done["image"].map(shas)
-                kept, others = done[same], done[~done["image"].isin(list(shas))]
-            else:
-                kept, others = pd.DataFrame(), done if not done.empty and "image_sha256" in done else pd.DataFrame()
-            rows = kept.to_dict("records")
-            reused += len(rows)
-            have = set(kept["image"]) if not kept.empty else set()
-            todo = [r for r in refs if r.name not in have]
-            bar = tqdm(total=len(todo), desc=f"{name} x{scale} {ds_name}", disable=not progress or not todo,
-                       leave=False)
-
-            def finish(job) -> None:
-                """Collect one graded image: a row in the store at once, or a reported skip."""
-                ref, fut, secs, sr, hr_shape = job
-                try:
-                    psnr, ssim = fut.result()
-                except (ImageReadError, ValueError) as exc:
-                    return skip(ref, exc)
-                if save_dir:
-                    _save_sr(sr, Path(save_dir) / name / ds_name / f"x{scale}" / f"{ref.name}.png")
-                rows.append({"model": name, "weights_sha256": wid, "scale": scale, "dataset": ds_name,
-                             "protocol": proto.name, "self_ensemble": bool(self_ensemble), "deploy": bool(deploy),
-                             "image": ref.name, "image_sha256": shas.get(ref.name), "psnr": psnr, "ssim": ssim,
-                             "forward_s": secs,
-                             "hr_h": hr_shape[0], "hr_w": hr_shape[1], **env})
-                if run_store:
-                    run_store.write_run("eval", key, pd.concat([others, pd.DataFrame(rows)], ignore_index=True), env)
-                bar.update(1)
-
-            def skip(ref, exc) -> None:
-                skipped.append((str(ref.hr_path or ref.name), str(exc)))
-                tqdm.write(f"skipped {ref.hr_path or ref.name}: {exc}", file=sys.stderr)   # stdout holds the table
-                bar.update(1)
-
-            # A small pipeline: while the model runs on image i, a worker decodes image i+1 and grades
-            # image i-1, so the suite's own work hides behind the forward passes.
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                prep = lambda r: prepare_pair(r, scale, proto, cache)  # noqa: E731
-                nxt = pool.submit(prep, todo[0]) if todo else None
-                pending = None
-                for i, ref in enumerate(todo):
-                    bar.set_postfix_str(ref.name)
-                    try:
-                        hr, lr = nxt.result()
-                    except (ImageReadError, ValueError) as exc:
-                        hr = exc
-                    nxt = pool.submit(prep, todo[i + 1]) if i + 1 < len(todo) else None
-                    if isinstance(hr, Exception):
-                        skip(ref, hr)
-                        continue
-                    sr, secs = runner(model_input(lr, dev))
-                    job = (ref, pool.submit(proto.grade, sr[0], to_chw(hr).to(dev), scale), secs, sr[0], hr.shape)
-                    if pending is not None:
-                        finish(pending)
-                    pending = job
-                if pending is not None:
-                    finish(pending)
-            bar.close()
-            frames.append(pd.DataFrame(rows))
+            key = RunKey(name, wid, scale, refs[0].dataset, proto, bool(self_ensemble), bool(deploy))
+            frame, n = evaluate_set(runner, key, refs, run_store, cache, dev, env, skipped,
+                                    Path(save_dir) if save_dir else None, progress)
+            frames.append(frame)
+            reused += n
     images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not images.empty:
         images["self_ensemble"] = images["self_ensemble"].astype(bool)
