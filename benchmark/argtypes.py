@@ -3,7 +3,11 @@ line naming the flag, the value and what was expected (exit 2)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import types
+import typing
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,3 +75,77 @@ def device(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available here (torch {torch.__version__}); "
                                          f"use --device cpu or install a CUDA build of torch (README)")
     return text
+
+
+def names(text: str) -> tuple[str, ...]:
+    """Comma-separated names -> a tuple (empty text: an empty tuple)."""
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
+
+
+def key_values(items) -> dict:
+    """Repeated KEY=VALUE flags -> a dict (values parsed as JSON when they can be: 2, true, [3,5])."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _flag_type(f: dataclasses.Field, hint):
+    kind, lo = f.metadata.get("kind"), f.metadata.get("minimum")
+    if kind == "scale":
+        return scale
+    if kind == "device":
+        return device
+    base = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
+        typing.Union, types.UnionType) else [hint]
+    t = base[0]
+    if typing.get_origin(t) is tuple:
+        return names
+    if t is int:
+        return int_at_least(lo) if lo is not None else int
+    return t
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls, skip=(), defaults: dict | None = None) -> list[str]:
+    """One flag per field of the dataclass ``cls`` (``--field-name``, or the field's ``flag`` metadata; a bool
+    that defaults to True becomes ``--no-field``), with the field's help, type and choices. ``defaults``
+    replaces a field's default for this command. Returns the names of the fields that got a flag, so that
+    the parsed values go back with :func:`config_values`: the dataclass is the one place they are written."""
+    hints = typing.get_type_hints(cls)
+    added = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else None)
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        helptext = f.metadata.get("help", "")
+        if hints[f.name] is bool:
+            if default:
+                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                    help="turn off " + helptext)
+            else:
+                parser.add_argument(flag, dest=f.name, action="store_true", help=helptext)
+        elif f.metadata.get("kind") == "key_values":
+            parser.add_argument(flag, dest=f.name, action="append", metavar="KEY=VALUE", help=helptext)
+        else:
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            parser.add_argument(flag, dest=f.name, type=_flag_type(f, hints[f.name]), default=default,
+                                metavar=flag.lstrip("-").replace("-", "_").upper(),
+                                choices=f.metadata.get("choices"), help=helptext + (
+                                    f" (default {default})" if default not in (None, "") else ""))
+        added.append(f.name)
+    return added
+
+
+def config_values(cls, args: argparse.Namespace, fields: list[str]) -> dict:
+    """The parsed values of ``add_config_flags``'s fields, as the dataclass ``cls`` takes them."""
+    kinds = {f.name: f.metadata.get("kind") for f in dataclasses.fields(cls)}
+    return {name: key_values(getattr(args, name)) if kinds[name] == "key_values" else getattr(args, name)
+            for name in fields}

@@ -12,6 +12,7 @@ import pandas as pd
 
 
 from .argtypes import Parser as _Parser
+from .argtypes import add_config_flags, config_values, key_values, names
 from .argtypes import device as _device
 from .argtypes import int_at_least as _int_at_least
 from .argtypes import name_list as _name_list
@@ -94,7 +95,7 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from .compare import compare
     _out_dir(args.out)
-    table = compare(args.a, args.b, args.scale, datasets=_names(args.datasets), protocol=args.protocol,
+    table = compare(args.a, args.b, args.scale, datasets=names(args.datasets), protocol=args.protocol,
                     data_root=args.data_root, store=Path(args.out) / "store", device=args.device,
                     n_resamples=args.resamples, seed=args.seed, progress=not args.quiet)
     if args.format == "csv":    # the documented columns: per set and all images pooled, B minus A
@@ -125,11 +126,11 @@ def cmd_bench(args) -> int:
     from . import bench
     from .results import write_table
     if args.what == "eval-overhead":
-        df = bench.eval_overhead(_names(args.datasets), args.data_root, args.device, args.threads)
+        df = bench.eval_overhead(names(args.datasets), args.data_root, args.device, args.threads)
         cols = ["lr_cache", "n_images", "wall_s", "forward_s", "wall_over_forward", "device", "threads"]
     else:
-        df = bench.train_throughput(_names(args.data), args.device, args.model, args.scale, args.eager_iters,
-                                    args.fast_iters, overrides=_overrides(args.set),
+        df = bench.train_throughput(names(args.data), args.device, args.model, args.scale, args.eager_iters,
+                                    args.fast_iters, overrides=key_values(args.set),
                                     log=lambda m: print(m, file=sys.stderr, flush=True))
         cols = [c for c in df.columns if c not in ("model", "scale", "torch_version")]
     if args.out:
@@ -174,45 +175,21 @@ def cmd_side_by_side(args) -> int:
     return 0
 
 
-def _overrides(items) -> dict:
-    """--set key=value pairs (values parsed as JSON when they can be: 2, true, [3,5])."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def cmd_train(args) -> int:
     from .train import TrainConfig, train
-    _out_dir(args.out or f"runs/{args.model}-x{args.scale}")
-    cfg = TrainConfig(model=args.model, scale=args.scale, data=tuple(d for d in args.data.split(",") if d),
-                      out=args.out or f"runs/{args.model}-x{args.scale}", iters=args.iters, batch=args.batch,
-                      patch=args.patch, lr=args.lr, schedule=args.schedule, step_every=args.step_every,
-                      seed=args.seed, val_images=args.val_images, val_every=args.val_every,
-                      log_every=args.log_every, ckpt_every=args.ckpt_every, device=args.device, amp=args.amp,
-                      channels_last=args.channels_last, compile=args.compile, init_from=args.init_from,
-                      time_budget_s=args.time_budget, overrides=_overrides(args.set), fast=not args.no_fast, graph=not args.no_graph,
-                      monitor=_names(args.monitor), data_root=args.data_root, save_dtype=args.save_dtype)
+    out = args.out or f"runs/{args.model}-x{args.scale}"
+    _out_dir(out)
+    cfg = TrainConfig(out=out, **config_values(TrainConfig, args, args.config_fields))
     summary = train(cfg, resume=args.resume, progress=not args.quiet)
     print(json.dumps(summary))
-    if args.eval_datasets and int(os.environ.get("RANK", "0")) == 0:
+    if args.datasets and int(os.environ.get("RANK", "0")) == 0:
         from .evaluate import evaluate
-        res = evaluate(None, args.eval_datasets, [args.scale], weights=Path(cfg.out) / "model.safetensors",
+        res = evaluate(None, args.datasets, [args.scale], weights=Path(cfg.out) / "model.safetensors",
                        data_root=args.data_root, store=Path(cfg.out) / "store", progress=not args.quiet)
         from .results import write_table
         write_table(res.summary, Path(cfg.out) / "eval.csv")
         emit(res.summary[["dataset", "scale", "psnr", "ssim", "n_images"]], "table")
     return 0
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
 
 
 # per-run recipe keys a --runs item may set (MODEL:SCALE[:PATCH][:KEY=VALUE...]); the rest come from the flags
@@ -246,8 +223,9 @@ def cmd_train_group(args) -> int:
     from .complexity import count_params
     from .registry import create_model
     from .train import TrainConfig, train_group
+    common = config_values(TrainConfig, args, args.config_fields)
     cfgs = []
-    for item in _names(args.runs):
+    for item in names(args.runs):
         try:
             spec = _run_spec(item, args)
         except ValueError as e:
@@ -256,17 +234,14 @@ def cmd_train_group(args) -> int:
         model, scale, name = spec["model"], spec["scale"], spec["name"]
         prev = Path(args.continue_from) / name / "model.safetensors" if args.continue_from else None
         big = args.compact_above is not None and count_params(create_model(model, scale=scale)) > args.compact_above
-        cfgs.append(TrainConfig(
-            model=model, scale=scale, data=_names(args.data), out=str(Path(args.out_root) / name), iters=args.iters,
-            batch=spec["batch"], patch=spec["patch"], lr=spec["lr"], schedule=args.schedule, seed=args.seed,
-            val_images=args.val_images, val_every=args.val_every, log_every=args.log_every, ckpt_every=args.ckpt_every, device=args.device,
-            fast=not args.no_fast, graph=not args.no_graph, init_from=str(prev) if prev is not None and prev.is_file() else None,
-            monitor=_names(args.monitor), data_root=args.data_root,
-            save_dtype="float16" if big else args.save_dtype))
-    _out_dir(args.out_root, "--out-root")
+        cfgs.append(TrainConfig(**{**common, "batch": spec["batch"], "patch": spec["patch"], "lr": spec["lr"],
+                                   "save_dtype": "float16" if big else common["save_dtype"]},
+                                model=model, scale=scale, out=str(Path(args.out) / name),
+                                init_from=str(prev) if prev is not None and prev.is_file() else None))
+    _out_dir(args.out)
     df = train_group(cfgs, time_budget_s=args.time_budget, resume=args.resume, progress=not args.quiet)
     from .results import write_table
-    write_table(df, Path(args.out_root) / "group.csv")
+    write_table(df, Path(args.out) / "group.csv")
     emit(df, "table")
     return 0
 
@@ -297,36 +272,6 @@ def _add_latency_flags(s, preset="720p"):
     s.add_argument("--repeats", type=_int_at_least(1), default=50)
     s.add_argument("--threads", type=_int_at_least(1), default=None, help="CPU threads (pinned for the run)")
     s.add_argument("--out", default="results")
-
-
-def _add_recipe_flags(s, schedule: str, val_every: int, log_every: int, ckpt_every: int, device: str) -> None:
-    """The recipe flags of train and train-group; batch, patch, lr, seed and held-out images default to
-    TrainConfig's, the cadence and device to what each command is for (one run vs a GPU group)."""
-    from .train import TrainConfig
-    d = TrainConfig.__dataclass_fields__
-    s.add_argument("--batch", type=_int_at_least(1), default=d["batch"].default)
-    s.add_argument("--patch", type=_int_at_least(1), default=d["patch"].default,
-                   help="LR patch side (train-group: a run's :PATCH overrides it)")
-    s.add_argument("--lr", type=float, default=d["lr"].default)
-    s.add_argument("--schedule", default=schedule, choices=["step", "cosine"])
-    s.add_argument("--seed", type=int, default=d["seed"].default)
-    s.add_argument("--val-images", type=_int_at_least(0), default=d["val_images"].default)
-    s.add_argument("--val-every", type=_int_at_least(1), default=val_every)
-    s.add_argument("--log-every", type=_int_at_least(1), default=log_every)
-    s.add_argument("--ckpt-every", type=_int_at_least(1), default=ckpt_every)
-    s.add_argument("--device", default=device, type=_device)
-
-
-def _add_train_flags(s) -> None:
-    """Flags that train and train-group share."""
-    s.add_argument("--no-fast", action="store_true",
-                   help="the eager step (per-patch sampling loop, unfused Adam, no CUDA graph), for comparison")
-    s.add_argument("--no-graph", action="store_true", help="fast step without the CUDA graph")
-    s.add_argument("--monitor", default="", help="test sets graded at each validation, e.g. Set5 (watched only)")
-    s.add_argument("--save-dtype", default="float32", choices=["float32", "float16"],
-                   help="storage of model.safetensors (float16: half the size)")
-    s.add_argument("--data-root", default=None)
-    s.add_argument("--quiet", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -425,43 +370,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_latency_flags(s)
     s.set_defaults(func=cmd_side_by_side)
 
-    s = sub.add_parser("train", help="train a registry variant (L1, Adam, the paper's schedule)")
-    s.add_argument("--model", default="awsrn-s")
-    s.add_argument("--scale", type=_scale, default=4)
-    s.add_argument("--data", required=True, help="comma-separated folders of HR images (DIV2K layout or flat)")
-    s.add_argument("--iters", type=_int_at_least(1), default=1000)
+    from .train import TrainConfig
+    s = sub.add_parser("train", help="train a registry variant (L1, Adam, the paper's schedule)",
+                       description="The flags are the fields of benchmark.train.TrainConfig.")
     s.add_argument("--out", default=None, help="run folder (default runs/<model>-x<scale>)")
+    s.set_defaults(config_fields=add_config_flags(s, TrainConfig, skip=("out",), defaults={"data": None}))
     s.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    _add_recipe_flags(s, schedule="step", val_every=500, log_every=50, ckpt_every=500, device="cpu")
-    s.add_argument("--step-every", type=_int_at_least(1), default=200_000, help="halve the lr every N iterations")
-    s.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    s.add_argument("--channels-last", action="store_true")
-    s.add_argument("--compile", action="store_true")
-    s.add_argument("--init-from", default=None, help="checkpoint to start from (e.g. full AWMS for a pruned variant)")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config field of the variant, e.g. --set n_lfb=2 (repeatable)")
-    s.add_argument("--time-budget", type=float, default=None,
-                   help="seconds: the run shortens itself (and the cosine horizon) to fit")
-    s.add_argument("--eval-datasets", default=None, help="test sets to grade at the end, e.g. Set5,Set14")
-    _add_train_flags(s)
+    s.add_argument("--datasets", default=None, type=names, help="test sets graded at the end, e.g. Set5,Set14")
+    s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("train-group", help="train several variants together on one GPU (one CUDA stream each)")
+    s = sub.add_parser("train-group", help="train several variants together on one GPU (one CUDA stream each)",
+                       description="The recipe flags are the fields of benchmark.train.TrainConfig, shared by "
+                                   "every run; --runs sets each run's model, scale and its own keys.")
     s.add_argument("--runs", required=True,
                    help="comma-separated MODEL:SCALE[:PATCH][:KEY=VALUE...] with keys patch, batch, lr, name (the run "
                         "folder; default <model>-x<scale>), e.g. awsrn-s:2,awsrn-l:8:40,awsrn-s:4:batch=64:lr=2e-3:name=s4-b64")
-    s.add_argument("--data", required=True, help="comma-separated folders of HR images")
-    s.add_argument("--out-root", default="runs", help="each run goes to <out-root>/<name>")
+    s.add_argument("--out", default="runs", help="folder of the runs: each run goes to <out>/<name>")
     s.add_argument("--continue-from", default=None,
                    help="folder of earlier runs: a run starts from <folder>/<name>/model.safetensors "
                         "when it exists (a new segment)")
-    s.add_argument("--iters", type=_int_at_least(1), default=1_000_000)
-    _add_recipe_flags(s, schedule="cosine", val_every=5000, log_every=500, ckpt_every=5000, device="cuda")
+    s.set_defaults(config_fields=add_config_flags(
+        s, TrainConfig, skip=("model", "scale", "out", "init_from", "time_budget_s"),
+        defaults={"data": None, "iters": 1_000_000, "schedule": "cosine", "val_every": 5000, "log_every": 500,
+                  "ckpt_every": 5000, "device": "cuda"}))
     s.add_argument("--time-budget", type=float, default=None, help="seconds of training for the whole group")
     s.add_argument("--compact-above", type=int, default=None,
                    help="store model.safetensors as float16 for variants with more parameters than this")
     s.add_argument("--resume", action="store_true", help="continue each run from <out>/checkpoint.pt")
-    _add_train_flags(s)
+    s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train_group)
 
     s = sub.add_parser("reproduce", help="the main job: every table and figure in results/")

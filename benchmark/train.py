@@ -43,37 +43,50 @@ from .imresize import bicubic_downscale, modcrop
 from .results import device_name, environment, write_table
 
 
+def _opt(default, help: str, flag: str | None = None, **kw):
+    """A TrainConfig field with its CLI help (``benchmark.argtypes.add_config_flags`` makes the flags from them)."""
+    make = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**make, metadata={"help": help, **({"flag": flag} if flag else {}), **kw})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "awsrn-s"
-    scale: int = 4
-    data: tuple[str, ...] = ()
-    out: str = "runs/awsrn-s-x4"
-    iters: int = 1000
-    batch: int = 16
-    patch: int = 48                    # LR patch side
-    lr: float = 1e-3
-    schedule: str = "step"             # 'step' (halve every step_every) or 'cosine'
-    step_every: int = 200_000
-    seed: int = 1
-    val_images: int = 10               # held out of the training folders (every k-th image)
-    val_every: int = 500
-    log_every: int = 50
-    ckpt_every: int = 500
-    device: str = "cpu"
-    amp: str = "none"                  # none, bf16, fp16
-    channels_last: bool = False
-    compile: bool = False
-    fast: bool = True                  # batched sampler + fused Adam (+ CUDA graph on CUDA); False: eager
-    graph: bool = True                 # with fast on CUDA: capture the step as a CUDA graph
-    init_from: str | None = None       # a checkpoint to start from: a new segment of that run, or the
-                                       # full-AWMS model a pruned variant is fine-tuned from
-    time_budget_s: float | None = None  # stop early: after a short probe the run sets its length
-                                        # (and the cosine horizon) to what fits the budget
-    monitor: tuple[str, ...] = ()      # test sets graded (matlab protocol) at each validation
-    data_root: str | None = None       # where the monitor sets live (default $AWSRN_DATA)
-    save_dtype: str = "float32"        # storage of model.safetensors: float32 or float16 (compact)
-    overrides: dict = field(default_factory=dict)
+    """A training run's recipe. Its fields are the flags of ``train`` and ``train-group`` (``--field-name``;
+    a bool that defaults to True is ``--no-field``) and the keys of a sweep's train jobs."""
+    model: str = _opt("awsrn-s", "registry name")
+    scale: int = _opt(4, "upscaling factor", kind="scale")
+    data: tuple[str, ...] = _opt((), "training folders of HR images, comma-separated (DIV2K layout or flat)")
+    out: str = _opt("runs/awsrn-s-x4", "run folder")
+    iters: int = _opt(1000, "iterations (the schedule's horizon)", minimum=1)
+    batch: int = _opt(16, "patches per iteration", minimum=1)
+    patch: int = _opt(48, "LR patch side", minimum=1)
+    lr: float = _opt(1e-3, "Adam learning rate")
+    schedule: str = _opt("step", "step: halve the lr every --step-every iterations; cosine: one cosine cycle",
+                         choices=("step", "cosine"))
+    step_every: int = _opt(200_000, "iterations between lr halvings (schedule step)", minimum=1)
+    seed: int = _opt(1, "seed of the initialisation and the patch sampler")
+    val_images: int = _opt(10, "images held out of the training folders for validation (every k-th image)",
+                         minimum=0)
+    val_every: int = _opt(500, "iterations between validations", minimum=1)
+    log_every: int = _opt(50, "iterations between train_log.csv rows", minimum=1)
+    ckpt_every: int = _opt(500, "iterations between resumable checkpoints", minimum=1)
+    device: str = _opt("cpu", "cpu, cuda or cuda:N", kind="device")
+    amp: str = _opt("none", "mixed precision of the eager step", choices=("none", "bf16", "fp16"))
+    channels_last: bool = _opt(False, "NHWC activations")
+    compile: bool = _opt(False, "torch.compile the model")
+    fast: bool = _opt(True, "the fast step: batched patch sampler + fused Adam (+ CUDA graph on CUDA); without it "
+                            "the eager step (per-patch sampling loop, unfused Adam), for comparison")
+    graph: bool = _opt(True, "with the fast step on CUDA, capture forward + backward + Adam as a CUDA graph")
+    init_from: str | None = _opt(None, "checkpoint to start from: a new segment of that run, or the full-AWMS "
+                                       "model a pruned variant is fine-tuned from")
+    time_budget_s: float | None = _opt(None, "seconds: after a short probe the run sets its length (and the "
+                                             "cosine horizon) to what fits", flag="--time-budget")
+    monitor: tuple[str, ...] = _opt((), "test sets graded (matlab protocol) at each validation, only watched")
+    data_root: str | None = _opt(None, "where the test sets live (default $AWSRN_DATA)")
+    save_dtype: str = _opt("float32", "storage of model.safetensors (float16: half the size)",
+                           choices=("float32", "float16"))
+    overrides: dict = _opt(dict, "a config field of the variant, e.g. n_lfb=2 (repeatable)", flag="--set",
+                          kind="key_values")
 
     def __post_init__(self):
         if self.schedule not in ("step", "cosine"):
@@ -83,7 +96,7 @@ class TrainConfig:
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be float32 or float16, got {self.save_dtype!r}")
         if not self.data:
-            raise ValueError("train needs at least one data folder")
+            raise ValueError("data (--data): at least one folder of training images is needed")
 
 
 # ------------------------------------------------------------------------------------------ data

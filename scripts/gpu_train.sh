@@ -35,7 +35,7 @@ fi
 left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
 echo "== 2. train $RUNS together for ${left}s (set-up included)"
 timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
-  --out-root runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
+  --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
   --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 $GRAPH_FLAG --quiet
 rc=$?
 echo "train-group rc $rc"
@@ -44,7 +44,7 @@ if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
   echo "== 2b. retry without CUDA graphs for ${left}s"
   rm -rf runs
   timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
-    --out-root runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
+    --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
     --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --no-graph --quiet
 fi
 

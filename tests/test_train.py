@@ -293,7 +293,7 @@ def test_train_group_trains_every_run_to_the_same_length(train_dir, tmp_path):
     rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:3:8,awsrn-s:2:batch=2:lr=5e-4:name=s2-b2",
                "--data", str(train_dir), "--device", "cpu",
                "--iters", "4", "--batch", "4", "--patch", "12", "--log-every", "2", "--val-every", "4", "--val-images", "2",
-               "--out-root", str(tmp_path / "g"), "--quiet"])
+               "--out", str(tmp_path / "g"), "--quiet"])
     assert rc == 0
     df = pd.read_csv(tmp_path / "g/group.csv")
     assert list(df.model) == ["awsrn-s", "awsrn-sd", "awsrn-s"] and list(df.iters) == [4, 4, 4]
@@ -304,7 +304,7 @@ def test_train_group_trains_every_run_to_the_same_length(train_dir, tmp_path):
     assert (probe["batch"], probe["lr"], probe["model"]) == (2, 5e-4, "awsrn-s")
     # the next group continues from these runs: a second segment each
     rc = main(["train-group", "--runs", "awsrn-s:2", "--data", str(train_dir), "--device", "cpu", "--iters", "2",
-               "--batch", "4", "--patch", "12", "--log-every", "2", "--val-images", "2", "--out-root", str(tmp_path / "g2"),
+               "--batch", "4", "--patch", "12", "--log-every", "2", "--val-images", "2", "--out", str(tmp_path / "g2"),
                "--continue-from", str(tmp_path / "g"), "--quiet"])
     assert rc == 0
     assert json.loads((tmp_path / "g2/awsrn-s-x2/recipe.json").read_text())["total_iters"] == 6
@@ -323,13 +323,13 @@ def test_time_budget_ends_the_run_early_and_records_it(train_dir, tmp_path):
 def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
     from benchmark.cli import main
     rc = main(["train-group", "--runs", "awsrn-s:4,awsrn-s", "--data", str(train_dir), "--device", "cpu",
-               "--out-root", str(tmp_path / "g")])
+               "--out", str(tmp_path / "g")])
     assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH][:KEY=VALUE...]" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
     for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, name)"),
                           ("awsrn-s:4:lr=fast", "lr='fast' is not float")]:
         rc = main(["train-group", "--runs", item, "--data", str(train_dir), "--device", "cpu",
-                   "--out-root", str(tmp_path / "g")])
+                   "--out", str(tmp_path / "g")])
         assert rc == 2 and message in capsys.readouterr().err
 
 
@@ -356,3 +356,25 @@ def test_time_budget_horizon_grows_back_after_a_slow_start(monkeypatch):
     clock["now"] += 0.01
     t.it += 1; c.rounds = 1099; c.after_round()
     assert t.horizon == 500                           # never past cfg.iters
+
+
+def test_train_flags_are_the_fields_of_trainconfig():
+    """The flags of train are made from TrainConfig: parsing no recipe flag gives its defaults exactly, and
+    each kind of field (tuple, bool on by default, key=value, renamed flag) comes back as the field takes it."""
+    import dataclasses
+
+    from benchmark.argtypes import config_values
+    from benchmark.cli import build_parser
+    p = build_parser()
+    args = p.parse_args(["train", "--data", "x"])
+    assert set(args.config_fields) == {f.name for f in dataclasses.fields(TrainConfig)} - {"out"}
+    assert TrainConfig(out="o", **config_values(TrainConfig, args, args.config_fields)) == TrainConfig(data=("x",), out="o")
+    args = p.parse_args(["train", "--data", "a,b", "--no-fast", "--set", "n_lfb=2", "--set", "bam=true",
+                         "--monitor", "Set5,Set14", "--time-budget", "3", "--scale", "3"])
+    cfg = TrainConfig(out="o", **config_values(TrainConfig, args, args.config_fields))
+    assert (cfg.data, cfg.fast, cfg.overrides, cfg.monitor, cfg.time_budget_s, cfg.scale) == (
+        ("a", "b"), False, {"n_lfb": 2, "bam": True}, ("Set5", "Set14"), 3.0, 3)
+    group = p.parse_args(["train-group", "--runs", "awsrn-s:2", "--data", "x", "--device", "cpu"])
+    values = config_values(TrainConfig, group, group.config_fields)
+    assert (values["schedule"], values["iters"], values["batch"]) == ("cosine", 1_000_000, 16)
+    assert "model" not in values and "time_budget_s" not in values
