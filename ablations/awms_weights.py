@@ -19,7 +19,8 @@ NAME = "awms-weights"
 HELP = "the learned lambda and the energy share of each AWMS branch, per checkpoint"
 VARIANTS = "every trained checkpoint (all AWMS branches)"
 MEASURES = "lambda_k; energy share of branch k on a dataset"
-FIGURE = "fig_awms_lambda.png"
+TABLE = "awms_weights"                    # results/<TABLE>.csv and its figure fig_<TABLE>.png
+FIGURE = f"fig_{TABLE}.png"
 
 
 @torch.no_grad()
@@ -75,20 +76,28 @@ def plot(df: pd.DataFrame, out: Path):
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoints", help="native checkpoints, comma-separated")
-    parser.add_argument("--dataset", default="Set5")
+    parser.add_argument("--datasets", default="Set5", help="the test set whose images give the energy shares")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", default=None, help="also write the table to this CSV")
+    parser.add_argument("--out", default="results",
+                        help="results folder: <out>/awms_weights.csv (these checkpoints' rows replaced) and its figure")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
 
 
 def main(args) -> int:
     from pathlib import Path
 
-    from benchmark.results import emit, write_table
+    from benchmark.results import emit, read_table, write_table
     paths = [p for p in args.checkpoints.split(",") if p]
-    df = run({Path(p).resolve().parent.name: p for p in paths}, args.dataset, args.data_root)
-    if args.out:
-        write_table(df, args.out)
+    datasets = [d for d in args.datasets.split(",") if d]
+    if len(datasets) != 1:
+        raise ValueError(f"--datasets {args.datasets}: the energy shares are taken on one test set, e.g. Set5")
+    df = run({Path(p).resolve().parent.name: p for p in paths}, datasets[0], args.data_root)
+    path = Path(args.out) / f"{TABLE}.csv"
+    if path.is_file():                      # the other checkpoints' rows stay
+        old = read_table(path)
+        df = pd.concat([old[~old.checkpoint.isin(df.checkpoint.unique())], df], ignore_index=True)
+    write_table(df, path)
+    plot(df, Path(args.out) / FIGURE)
     emit(df[["checkpoint", "scale", "kernel", "lambda", "energy_share"]], args.format)
     return 0
 

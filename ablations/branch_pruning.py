@@ -14,11 +14,12 @@ import torch
 
 from benchmark.config import AWMS_KERNELS
 
-NAME = "pruning"
+NAME = "branch-pruning"
 HELP = "all 15 AWMS subsets of a checkpoint, without retraining and (--finetune-iters) fine-tuned"
 VARIANTS = "the 15 non-empty subsets of the AWMS kernels {3,5,7,9}"
 MEASURES = "delta PSNR/SSIM vs delta params, Multi-Adds, latency; Pareto front"
-FIGURE = "fig_pruning.png"
+TABLE = "branch_pruning"                  # results/<TABLE>.csv (+ _finetune), figures fig_<table>.png
+FIGURE = f"fig_{TABLE}.png"
 
 SUBSETS = [c for r in range(1, 5) for c in combinations(AWMS_KERNELS, r)]
 
@@ -102,7 +103,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
                 rows.append({"kernels": "".join(map(str, sub)), "n_branches": len(sub), "retrain": mode,
                              "dataset": r.dataset, "scale": cfg.scale, "psnr": r.psnr, "ssim": r.ssim,
                              "params": count_params(m), "multi_adds_g": cx["multi_adds_g"],
-                             "latency_ms": lat["median_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}"})
+                             "latency_ms": lat["latency_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}"})
     df = pd.DataFrame(rows)
     # deltas against the full model of the same arm (no retraining vs no retraining, fine-tuned vs fine-tuned)
     full = df[df.kernels == "3579"].set_index(["dataset", "retrain"])
@@ -190,13 +191,14 @@ def plot(df: pd.DataFrame, out: Path, ncols: int = 4):
 def add_arguments(parser) -> None:
     from benchmark.argtypes import int_at_least
     parser.add_argument("checkpoint")
-    parser.add_argument("--variant", default="awsrn-s")
+    parser.add_argument("--model", default="awsrn-s", help="the registry name the checkpoint was trained as")
     parser.add_argument("--finetune-iters", type=int_at_least(0), default=0, help="0: without retraining only")
     parser.add_argument("--data", default="", help="training folders for the fine-tune, comma-separated")
     parser.add_argument("--datasets", default="Set5")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", default="results/ablation_branch_pruning_finetune.csv",
-                        help="table shared by all checkpoints (this checkpoint's rows are replaced); '' to skip")
+    parser.add_argument("--out", default="results",
+                        help="results folder: <out>/branch_pruning_finetune.csv (with --finetune-iters, else "
+                             "branch_pruning.csv), shared by all checkpoints (this checkpoint's rows replaced)")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
     add_backend_arguments(parser)
 
@@ -213,18 +215,17 @@ def add_backend_arguments(parser) -> None:
 
 def main(args) -> int:
     from benchmark.results import emit
-    df = run(args.checkpoint, args.variant, tuple(args.datasets.split(",")), args.data_root, args.finetune_iters,
+    df = run(args.checkpoint, args.model, tuple(args.datasets.split(",")), args.data_root, args.finetune_iters,
              [d for d in args.data.split(",") if d], backend=args.backend, address=args.address,
              workers=args.workers, gpus_per_job=args.gpus_per_job)
     df = df.assign(checkpoint=Path(args.checkpoint).resolve().parent.name)
-    if args.out:
-        merge_into(df, args.out)
+    merge_into(df, Path(args.out) / ("branch_pruning_finetune.csv" if args.finetune_iters else "branch_pruning.csv"))
     emit(df[["checkpoint", "kernels", "retrain", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "d_params",
              "d_multi_adds_g"]], args.format)
     return 0
 
 
-if __name__ == "__main__":   # the same as `awsrn-bench ablate pruning ...`
+if __name__ == "__main__":   # the same as `awsrn-bench ablate branch-pruning ...`
     import sys
 
     from benchmark.plugins import run_cli

@@ -66,7 +66,7 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
         variant = label.split("[")[0]
         m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **overrides)
         res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
-        images.append(res.images.assign(variant=label, seed=seed))
+        images.append(res.images.assign(model=label, seed=seed))
         info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]}
     return summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)
 
@@ -77,16 +77,16 @@ def summarize_study(study: str, images: pd.DataFrame, info: dict, scale: int, it
     base = STUDIES[study]["baseline"]
     seeds = sorted(images.seed.unique())
     rows = []
-    for label in dict.fromkeys(images.variant):
+    for label in dict.fromkeys(images.model):
         for ds in dict.fromkeys(images.dataset):
-            mine = images[(images.variant == label) & (images.dataset == ds)]
-            ref = images[(images.variant == base) & (images.dataset == ds)]
+            mine = images[(images.model == label) & (images.dataset == ds)]
+            ref = images[(images.model == base) & (images.dataset == ds)]
             avg = lambda d: d.groupby(["dataset", "image"], as_index=False)[["psnr", "ssim"]].mean()  # noqa: E731
             per_seed = (mine.groupby("seed").psnr.mean() - ref.groupby("seed").psnr.mean()).reindex(seeds)
             stats = diff_columns(avg(mine), avg(ref))
             holds = (label != base and (stats["ci_low"] > 0 or stats["ci_high"] < 0) and stats["p"] < 0.05
                      and (np.all(per_seed > 0) or np.all(per_seed < 0)))
-            rows.append({"study": study, "variant": label, "baseline": base, "scale": scale, "iters": iters,
+            rows.append({"study": study, "model": label, "baseline": base, "scale": scale, "iters": iters,
                          "seeds": ",".join(map(str, seeds)), "dataset": ds, "psnr": mine.psnr.mean(),
                          "ssim": mine.ssim.mean(), **info[label], "d_psnr": per_seed.mean(), **stats,
                          "d_psnr_seed_min": per_seed.min(), "d_psnr_seed_max": per_seed.max(),
@@ -101,19 +101,19 @@ def plot(df: pd.DataFrame, out: Path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    variants = list(dict.fromkeys(df.variant))
+    variants = list(dict.fromkeys(df.model))
     datasets = list(dict.fromkeys(df.dataset))
     with_ci = "ci_low" in df and df.ci_low.notna().any()
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(variants), 3.6))
     width = 0.8 / len(datasets)
     for i, ds in enumerate(datasets):
-        g = df[df.dataset == ds].set_index("variant").reindex(variants)
+        g = df[df.dataset == ds].set_index("model").reindex(variants)
         x = np.arange(len(variants)) + i * width
         if with_ci:
             ax.bar(x, g.d_psnr, width, label=ds, yerr=[g.d_psnr - g.ci_low, g.ci_high - g.d_psnr], capsize=3)
         else:
             ax.bar(x, g.psnr, width, label=ds)
-    params = df.drop_duplicates("variant").set_index("variant").reindex(variants).params
+    params = df.drop_duplicates("model").set_index("model").reindex(variants).params
     ax.set_xticks(np.arange(len(variants)) + 0.4 - width / 2,
                   [f"{v}\n{p / 1e3:.0f}K" for v, p in zip(variants, params)], fontsize=7)
     if with_ci:
@@ -148,7 +148,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seeds", type=seed_list, default=(1,),
                         help="train every variant with each seed, e.g. 1,2,3 (the table reports the spread)")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", default="results/study_{study}.csv")
+    parser.add_argument("--out", default="results", help="results folder: <out>/study_<name>.csv and its figure")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
     add_backend_arguments(parser)
 
@@ -158,9 +158,10 @@ def main(args) -> int:
     df = run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale, device=args.device,
              datasets=tuple(args.datasets.split(",")), data_root=args.data_root, seeds=args.seeds,
              backend=args.backend, address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job)
-    if args.out:
-        write_table(df, args.out.format(study=args.name))
-    emit(df[["variant", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict"]], args.format)
+    out = Path(args.out)
+    write_table(df, out / f"study_{args.name}.csv")
+    plot(df, out / f"fig_study_{args.name}.png")
+    emit(df[["model", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict"]], args.format)
     return 0
 
 

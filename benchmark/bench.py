@@ -5,6 +5,12 @@
   wall time of at most 1.05x the forward time on a CPU and 1.5x on a GPU.
 * ``train-throughput``: the training step, eager vs fast (and on CUDA: the CUDA-graph step, and a check
   that it equals the eager step on a fixed batch), side by side in one process.
+* ``gpu``: the measurements a lent GPU is for, as one prepared run: the two above and the latency table
+  (training form and deploy form in fp32, fp16 and bf16, NCHW and channels_last). ``--device cpu`` with tiny
+  settings is its dry run.
+
+Each table goes to ``table_path(out, name, device)``: ``<out>/<name>_cpu.csv`` on the CPU and
+``<out>/gpu/<name>_gpu.csv`` on a GPU, with the device name in a column.
 """
 from __future__ import annotations
 
@@ -15,7 +21,55 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
+from pathlib import Path
+
 from .results import device_name, environment
+
+
+def table_path(out: str | Path, name: str, device: str) -> Path:
+    """Where a measured table of this device lives: ``<out>/<name>_cpu.csv`` or ``<out>/gpu/<name>_gpu.csv``."""
+    if str(device).startswith("cuda"):
+        return Path(out) / "gpu" / f"{name}_gpu.csv"
+    return Path(out) / f"{name}_cpu.csv"
+
+
+# the forms timed by ``bench gpu``: (deploy, precision, channels_last); layouts are chosen by measurement
+LATENCY_FORMS = ((False, "fp32", False), (True, "fp32", False), (True, "fp32", True), (True, "fp16", False),
+                 (True, "fp16", True), (True, "bf16", True))
+
+
+def latency_forms(pattern: str | None, scales, device: str, preset: str = "720p", lr_hw=None, repeats: int = 50,
+                  forms=LATENCY_FORMS) -> pd.DataFrame:
+    """The latency table of every form in ``forms`` (one row per model, scale and form)."""
+    from .latency import LatencySpec, latency_table
+    frames = []
+    for deploy, precision, cl in forms:
+        spec = LatencySpec(preset="custom" if lr_hw else preset, lr_hw=lr_hw, device=device, precision=precision,
+                           channels_last=cl, deploy=deploy, repeats=repeats, warmup=max(1, min(10, repeats)))
+        frames.append(latency_table(pattern, scales, spec))
+    return pd.concat(frames, ignore_index=True)
+
+
+def device_check(out: str | Path, data, data_root=None, device: str = "cuda", datasets=("Set5", "Set14", "B100",
+                 "Urban100"), pattern: str | None = None, scales=(2, 3, 4), lr_hw=None, latency_repeats: int = 50,
+                 eager_iters: int = 300, fast_iters: int = 2000, overrides: dict | None = None,
+                 log=print) -> dict[str, Path]:
+    """``bench gpu``: train throughput, evaluate overhead and the latency forms on ``device``, each table
+    written as soon as it is measured (an interrupted run keeps what it finished). -> {name: path}."""
+    from .results import write_table
+    written = {}
+    stages = (("train_throughput", lambda: train_throughput(data, device, eager_iters=eager_iters,
+                                                            fast_iters=fast_iters, overrides=overrides, log=log)),
+              ("eval_overhead", lambda: eval_overhead(datasets, data_root, device)),
+              ("latency", lambda: latency_forms(pattern, scales, device, lr_hw=lr_hw, repeats=latency_repeats)))
+    for name, measure in stages:
+        log(f"== {name} on {device_name(device)}")
+        path = table_path(out, name, device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_table(measure(), path)
+        written[name] = path
+        log(f"wrote {path}")
+    return written
 
 
 def eval_overhead(datasets=("Set5", "Set14", "B100", "Urban100"), data_root=None, device: str = "cpu",
@@ -103,7 +157,7 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
     for name, kw, n in configs:
         cfg = replace(base, out=f"{tmp}/{len(rows)}", **kw)
         rate = _rate(cfg, warmup=max(2, min(10, n // 10)), timed=n)
-        rows.append({"config": name, "model": model, "scale": scale, "batch": cfg.batch, "patch": cfg.patch,
+        rows.append({"step": name, "model": model, "scale": scale, "batch": cfg.batch, "patch": cfg.patch,
                      "it_per_s": rate, "patches_per_s": rate * cfg.batch, "iters_timed": n,
                      "device": device_name(device), "torch_version": torch.__version__})
         log(rows[-1])

@@ -37,7 +37,7 @@ def _out_dir(path: str | Path, flag: str = "--out") -> Path:
 
 def cmd_list(args) -> int:
     from .registry import get_variant, list_variants
-    rows = [{"name": n, "description": get_variant(n).description} for n in list_variants(args.pattern)]
+    rows = [{"model": n, "description": get_variant(n).description} for n in list_variants(args.pattern)]
     if not rows:
         print(f"no variant matches {args.pattern!r}", file=sys.stderr)
         return 1
@@ -47,7 +47,11 @@ def cmd_list(args) -> int:
 
 def cmd_complexity(args) -> int:
     from .complexity import complexity_table
-    emit(complexity_table(args.pattern, args.scales), args.format, args.out, floatfmt=".3f")
+    df = complexity_table(args.pattern, args.scales)
+    if args.out:
+        from .results import write_table
+        write_table(df, _out_dir(args.out) / "complexity.csv")
+    emit(df, args.format, floatfmt=".3f")
     return 0
 
 
@@ -64,13 +68,13 @@ def cmd_evaluate(args) -> int:
     from .registry import get_variant
     if args.model is not None:
         supported = get_variant(args.model).scales
-        bad = [s for s in args.scale if s not in supported]
+        bad = [s for s in args.scales if s not in supported]
         if bad:
-            raise ValueError(f"--scale {bad[0]}: {args.model} runs at scales {', '.join(map(str, supported))}")
+            raise ValueError(f"--scales {bad[0]}: {args.model} runs at scales {', '.join(map(str, supported))}")
     if not args.no_store or args.save_images:
         _out_dir(args.out)
     store = None if args.no_store else Path(args.out) / "store"
-    res = evaluate(args.model, args.datasets, args.scale, args.protocol, weights=args.weights,
+    res = evaluate(args.model, args.datasets, args.scales, args.protocol, weights=args.weights,
                    self_ensemble=args.self_ensemble, data_root=args.data_root, store=store, device=args.device,
                    tile=args.tile, save_dir=Path(args.out) / "sr" if args.save_images else None,
                    deploy=args.deploy, progress=not args.quiet)
@@ -125,29 +129,43 @@ def cmd_sweep(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
     from .results import write_table
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731   (stdout holds the table)
+    if args.what == "gpu":
+        lr_hw = _lr_hw(args.lr_size)
+        written = bench.device_check(args.out, names(args.data), args.data_root, args.device, names(args.datasets),
+                                     args.pattern, args.scales, lr_hw, args.repeats, args.eager_iters,
+                                     args.fast_iters, key_values(args.set), log=log)
+        emit(pd.DataFrame([{"table": k, "path": str(v)} for k, v in written.items()]), args.format)
+        return 0
     if args.what == "eval-overhead":
         df = bench.eval_overhead(names(args.datasets), args.data_root, args.device, args.threads)
         cols = ["lr_cache", "n_images", "wall_s", "forward_s", "wall_over_forward", "device", "threads"]
+        name = "eval_overhead"
     else:
         df = bench.train_throughput(names(args.data), args.device, args.model, args.scale, args.eager_iters,
-                                    args.fast_iters, overrides=key_values(args.set),
-                                    log=lambda m: print(m, file=sys.stderr, flush=True))
+                                    args.fast_iters, overrides=key_values(args.set), log=log)
         cols = [c for c in df.columns if c not in ("model", "scale", "torch_version")]
+        name = "train_throughput"
     if args.out:
-        _out_dir(str(Path(args.out).parent))
-        write_table(df, args.out)
+        path = bench.table_path(_out_dir(args.out), name, args.device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_table(df, path)
     emit(df[cols], args.format, floatfmt=".3f")
     return 0
 
 
+def _lr_hw(text: str | None):
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--lr-size expects HxW like 180x320, got {text!r}") from None
+
+
 def _latency_spec(args, deploy=None):
     from .latency import LatencySpec
-    lr_hw = None
-    if args.lr_size:
-        try:
-            lr_hw = tuple(int(v) for v in args.lr_size.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--lr-size expects HxW like 180x320, got {args.lr_size!r}")
+    lr_hw = _lr_hw(args.lr_size)
     return LatencySpec(preset="custom" if lr_hw else args.preset, lr_hw=lr_hw, batch=args.batch, device=args.device,
                        precision=args.precision, channels_last=args.channels_last, compile=args.compile,
                        deploy=args.deploy if deploy is None else deploy, warmup=args.warmup, repeats=args.repeats,
@@ -158,8 +176,8 @@ def cmd_latency(args) -> int:
     from .latency import latency_table
     store = None if args.no_store else str(Path(args.out) / "store")
     df = latency_table(args.pattern, args.scales, _latency_spec(args), store)
-    cols = ["variant", "scale", "device", "preset", "lr_h", "lr_w", "precision", "deploy", "channels_last",
-            "median_ms", "p90_ms", "mean_ms", "std_ms", "peak_mem_mib", "threads", "repeats"]
+    cols = ["model", "scale", "device", "preset", "lr_h", "lr_w", "precision", "deploy", "channels_last",
+            "latency_ms", "p90_ms", "mean_ms", "std_ms", "peak_mem_mib", "threads", "repeats"]
     emit(df[cols], args.format, floatfmt=".2f")
     return 0
 
@@ -288,12 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("pattern", nargs="?", default=None, help="wildcard (default: the four released variants)")
     s.add_argument("--scales", type=_scales, default=(2, 3, 4, 8))
     s.add_argument("--format", **fmt)
-    s.add_argument("--out", default=None, help="write to this file instead of stdout")
+    s.add_argument("--out", default=None, help="results folder: also write <out>/complexity.csv")
     s.set_defaults(func=cmd_complexity)
 
     s = sub.add_parser("evaluate", help="PSNR/SSIM on the test sets under a protocol")
     s.add_argument("--model", default=None, help="registry name (e.g. awsrn-s, bicubic); omit to use --weights alone")
-    s.add_argument("--scale", type=_scales, default=(2,), help="scale or comma-separated scales")
+    s.add_argument("--scales", type=_scales, default=(2,), help="comma-separated scales, e.g. 2,3,4")
     s.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
     s.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list)
     s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])
@@ -324,23 +342,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_compare)
 
-    s = sub.add_parser("bench", help="the suite's own speed: evaluate overhead, training throughput")
+    s = sub.add_parser("bench", help="the suite's own speed: evaluate overhead, training throughput, the GPU check")
     kinds = s.add_subparsers(dest="what", required=True)
+    out_help = "results folder: writes <out>/<table>_cpu.csv, or <out>/gpu/<table>_gpu.csv on a GPU"
     k = kinds.add_parser("eval-overhead", help="evaluate() wall time over the sum of forward times (AWSRN-S x2)")
     k.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list)
     k.add_argument("--threads", type=_int_at_least(1), default=None)
-    k.add_argument("--out", default=None, help="CSV to write (e.g. results/eval_overhead.csv, "
-                                               "results/gpu/eval_overhead_gpu.csv)")
+    k.add_argument("--out", default=None, help=out_help + " (default: print only)")
     k = kinds.add_parser("train-throughput", help="training step: eager vs fast (and the CUDA graph) in one process")
-    k.add_argument("--data", required=True, help="training folders, comma-separated")
     k.add_argument("--model", default="awsrn-s")
     k.add_argument("--scale", type=_scale, default=4)
-    k.add_argument("--eager-iters", type=_int_at_least(1), default=300)
-    k.add_argument("--fast-iters", type=_int_at_least(2), default=2000)
-    k.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-    k.add_argument("--out", default=None, help="CSV to write (e.g. results/gpu/train_throughput_gpu.csv)")
+    k.add_argument("--out", default=None, help=out_help + " (default: print only)")
+    k = kinds.add_parser("gpu", help="the GPU check as one run: train throughput, eval overhead, latency forms",
+                         description="Writes <out>/gpu/{train_throughput,eval_overhead,latency}_gpu.csv; with "
+                                     "--device cpu (and tiny settings) it is the dry run of the same script.")
+    k.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list, help="for eval overhead")
+    k.add_argument("pattern", nargs="?", default=None, help="latency: wildcard (default: the four released variants)")
+    k.add_argument("--scales", type=_scales, default=(2, 3, 4), help="latency scales")
+    k.add_argument("--lr-size", default=None, help="latency: LR size HxW instead of the 720p preset")
+    k.add_argument("--repeats", type=_int_at_least(1), default=50, help="latency repeats per form")
+    k.add_argument("--out", default="results", help=out_help)
+    for name in ("train-throughput", "gpu"):
+        k = kinds.choices[name]
+        k.add_argument("--data", required=True, help="training folders, comma-separated")
+        k.add_argument("--eager-iters", type=_int_at_least(1), default=300)
+        k.add_argument("--fast-iters", type=_int_at_least(2), default=2000)
+        k.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     for k in kinds.choices.values():
-        k.add_argument("--device", default="cpu", type=_device)
+        k.add_argument("--device", default="cuda" if k.prog.endswith(" gpu") else "cpu", type=_device)
         k.add_argument("--data-root", default=None)
         k.add_argument("--format", **fmt)
     s.set_defaults(func=cmd_bench)

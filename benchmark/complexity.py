@@ -133,7 +133,7 @@ def complexity_table(pattern: str | None = None, scales=(2, 3, 4, 8)) -> pd.Data
         variant = get_variant(name)
         for s in (s for s in scales if s in variant.scales):      # a peer runs at its own scales only
             model = create_model(name, scale=s)
-            row = {"variant": variant.name, "scale": s, **model_complexity(model, s)}
+            row = {"model": variant.name, "scale": s, **model_complexity(model, s)}
             paper = variant.paper(s)
             row["paper_params_k"] = paper["params_k"] if paper else None
             row["paper_multi_adds_g"] = paper["multi_adds_g"] if paper else None

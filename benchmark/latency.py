@@ -99,7 +99,7 @@ def time_forward(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> tuple[
 def summarize_times(times: list[float]) -> dict:
     s = sorted(times)
     p90 = s[min(len(s) - 1, math.ceil(0.9 * len(s)) - 1)]
-    return {"median_ms": statistics.median(s), "p90_ms": p90, "mean_ms": statistics.fmean(s),
+    return {"latency_ms": statistics.median(s), "p90_ms": p90, "mean_ms": statistics.fmean(s),
             "std_ms": statistics.stdev(s) if len(s) > 1 else 0.0, "min_ms": s[0]}
 
 
@@ -142,14 +142,14 @@ def latency_table(pattern: str | None, scales=(2, 3, 4), spec: LatencySpec = Lat
         for s in (s for s in scales if s in get_variant(name).scales):   # a peer runs at its own scales
             torch.manual_seed(0)
             row, times = measure(create_model(name, scale=s), s, spec)
-            row = {"variant": name, **row}
+            row = {"model": name, **row}
             rows.append(row)
             if store is not None:
                 raw = pd.DataFrame({"repeat": range(len(times)), "ms": times})
                 for k, v in row.items():
                     if not k.endswith("_ms"):
                         raw[k] = v
-                key = {"variant": name, "scale": s, "device": row["device"], "preset": spec.preset,
+                key = {"model": name, "scale": s, "device": row["device"], "preset": spec.preset,
                        "precision": spec.precision, "cl": int(spec.channels_last), "compile": int(spec.compile),
                        "deploy": int(spec.deploy), "batch": spec.batch, "threads": row["threads"]}
                 store.write_run("latency", key, raw, asdict(spec))
@@ -195,12 +195,12 @@ def side_by_side(cases=SIDE_BY_SIDE_CASES, spec: LatencySpec = LatencySpec()) ->
             for _ in range(spec.repeats):
                 for k, net in nets.items():
                     times[k] += time_forward(net, x, one)[0]
-            med = {k: summarize_times(v)["median_ms"] for k, v in times.items()}
+            med = {k: summarize_times(v)["latency_ms"] for k, v in times.items()}
             env = environment(spec.device)
             si = med.get("super_image")
-            rows.append({"variant": name, "scale": s, "device": env["device"], "preset": spec.preset,
+            rows.append({"model": name, "scale": s, "device": env["device"], "preset": spec.preset,
                          "threads": env["threads"], "repeats": spec.repeats,
-                         "train_form_ms": med["train"], "deploy_form_ms": med["deploy"], "super_image_ms": si,
+                         "latency_ms_train": med["train"], "latency_ms_deploy": med["deploy"], "latency_ms_super_image": si,
                          "deploy_vs_train": med["train"] / med["deploy"],
                          "deploy_vs_super_image": si / med["deploy"] if si else None,
                          "train_vs_super_image": si / med["train"] if si else None,

@@ -13,7 +13,7 @@ import importlib
 from importlib.metadata import entry_points
 
 GROUP = "awsrn_bench.ablations"
-BUILTIN = {"awms-weights": "ablations.awms_weights", "pruning": "ablations.branch_pruning",
+BUILTIN = {"awms-weights": "ablations.awms_weights", "branch-pruning": "ablations.branch_pruning",
            "study": "ablations.training_studies"}
 
 

@@ -47,7 +47,7 @@ def find_checkpoints(root: str | Path = "checkpoints") -> dict[str, Path]:
 def checkpoint_info(path: Path) -> dict:
     recipe = path.parent / "recipe.json"
     r = json.loads(recipe.read_text()) if recipe.is_file() else {}
-    return {"variant": r.get("model"), "scale": r.get("scale"),
+    return {"model": r.get("model"), "scale": r.get("scale"),
             "iters": r.get("total_iters", r.get("iters_reached", r.get("iters"))),
             "train_device": r.get("device"), "batch": r.get("batch"), "schedule": r.get("schedule"),
             "gpu_minutes": round(float(r.get("total_gpu_s", 0.0)) / 60, 2)}
@@ -73,19 +73,19 @@ def paper_vs_ours(complexity: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame
     paper = paper_metrics_long()
     rows = []
     for _, c in complexity.dropna(subset=["paper_multi_adds_g"]).iterrows():
-        pname = PAPER_NAMES[c.variant]
+        pname = PAPER_NAMES[c.model]
         for _, p in paper[(paper.method == pname) & (paper.scale == c.scale)].iterrows():
-            row = {"variant": c.variant, "scale": int(c.scale), "params": int(c.params),
+            row = {"model": c.model, "scale": int(c.scale), "params": int(c.params),
                    "paper_params_k": c.paper_params_k, "multi_adds_g": round(c.multi_adds_g, 1),
                    "paper_multi_adds_g": c.paper_multi_adds_g, "dataset": p.dataset,
                    "paper_psnr": p.psnr, "paper_ssim": p.ssim, "psnr": np.nan, "ssim": np.nan,
-                   "checkpoint": "", "train_iters": np.nan, "train_gpu_minutes": np.nan, "note": p.note}
+                   "checkpoint": "", "iters": np.nan, "gpu_minutes": np.nan, "note": p.note}
             if not evals.empty:
-                e = evals[(evals.variant == c.variant) & (evals.scale == c.scale) & (evals.dataset == p.dataset)]
+                e = evals[(evals.model == c.model) & (evals.scale == c.scale) & (evals.dataset == p.dataset)]
                 if not e.empty:
                     e = e.iloc[0]
-                    row.update(psnr=e.psnr, ssim=e.ssim, checkpoint=e.checkpoint, train_iters=e.iters,
-                               train_gpu_minutes=e.get("gpu_minutes", np.nan),
+                    row.update(psnr=e.psnr, ssim=e.ssim, checkpoint=e.checkpoint, iters=e.iters,
+                               gpu_minutes=e.get("gpu_minutes", np.nan),
                                psnr_ci_low=e.get("psnr_ci_low", np.nan), psnr_ci_high=e.get("psnr_ci_high", np.nan))
             rows.append(row)
     df = pd.DataFrame(rows)
@@ -142,9 +142,9 @@ def learning_curves(checkpoints: dict) -> pd.DataFrame:
             part = log[(log.segment == k)].dropna(subset=["val_psnr"])
             for _, r in part.iterrows():
                 wall = r["wall_s"] if "wall_s" in r and not pd.isna(r["wall_s"]) else np.nan
-                rows.append({"checkpoint": label, "variant": seg.get("model"), "segment": k,
+                rows.append({"checkpoint": label, "model": seg.get("model"), "segment": k,
                              "total_iter": int(r["total_iter"]), "gpu_minutes": (offset + wall * share) / 60,
-                             "val_psnr": r["val_psnr"], "set5_psnr": r.get("psnr_Set5", np.nan),
+                             "val_psnr": r["val_psnr"], "psnr_Set5": r.get("psnr_Set5", np.nan),
                              "device": seg.get("device"), "concurrent": seg.get("concurrent")})
             offset += float(seg.get("gpu_s") or 0.0)
     return pd.DataFrame(rows)
@@ -169,14 +169,14 @@ def recipe_probe(folder: Path) -> pd.DataFrame:
 
 def fig_learning_curves(curves: pd.DataFrame, out: Path, paper: pd.DataFrame | None = None):
     """Set5 PSNR (monitored during training) against GPU minutes, one panel per scale."""
-    c = curves.dropna(subset=["set5_psnr", "gpu_minutes"])
+    c = curves.dropna(subset=["psnr_Set5", "gpu_minutes"])
     scales = sorted({int(x.split("-x")[-1]) for x in c.checkpoint}) if not c.empty else []
     fig, axes = plt.subplots(1, max(1, len(scales)), figsize=(4.2 * max(1, len(scales)), 3.8), squeeze=False)
     for ax, scale in zip(axes[0], scales):
         for label, g in c[c.checkpoint.str.endswith(f"-x{scale}")].groupby("checkpoint"):
-            line = ax.plot(g.gpu_minutes, g.set5_psnr, marker="o", ms=3, label=label)[0]
+            line = ax.plot(g.gpu_minutes, g.psnr_Set5, marker="o", ms=3, label=label)[0]
             if paper is not None:
-                pp = paper[(paper.variant == g.variant.iloc[0]) & (paper.scale == scale) & (paper.dataset == "Set5")]
+                pp = paper[(paper.model == g.model.iloc[0]) & (paper.scale == scale) & (paper.dataset == "Set5")]
                 if not pp.empty:
                     ax.axhline(pp.paper_psnr.iloc[0], color=line.get_color(), ls=":", lw=1)
         ax.set_title(f"x{scale} (dotted: paper)")
@@ -219,11 +219,11 @@ def fig_psnr_vs_multiadds(paper_csv: Path, ours: pd.DataFrame, out: Path, scale:
 def fig_psnr_vs_latency(latency: pd.DataFrame, evals: pd.DataFrame, out: Path, dataset: str = "Set5"):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lat = latency[~latency.deploy.astype(bool)] if "deploy" in latency else latency
-    merged = evals[evals.dataset == dataset].merge(lat, on=["variant", "scale"], how="inner")
+    merged = evals[evals.dataset == dataset].merge(lat, on=["model", "scale"], how="inner")
     for scale, g in merged.groupby("scale"):
-        ax.scatter(g.median_ms, g.psnr, label=f"x{scale}")
+        ax.scatter(g.latency_ms, g.psnr, label=f"x{scale}")
         for _, r in g.iterrows():
-            ax.annotate(r.checkpoint, (r.median_ms, r.psnr), fontsize=7, xytext=(3, 2), textcoords="offset points")
+            ax.annotate(r.checkpoint, (r.latency_ms, r.psnr), fontsize=7, xytext=(3, 2), textcoords="offset points")
     dev = merged.device.iloc[0] if not merged.empty else ""
     ax.set_xlabel(f"median latency (ms), 720p preset, {dev}")
     ax.set_ylabel(f"PSNR (dB), {dataset}")

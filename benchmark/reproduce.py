@@ -26,7 +26,7 @@ from .latency import LatencySpec, latency_table
 from .protocols import get_protocol
 from .registry import create_model, get_variant, list_variants
 from .atomic import atomic_write_text
-from .results import write_table
+from .results import read_table, write_table
 from .stats import mean_ci, wilcoxon_p
 
 FULL_SETS = ["Set5", "Set14", "B100", "Urban100"]
@@ -182,9 +182,9 @@ def step_registry(r: Run) -> None:
 def step_complexity(r: Run) -> None:
     r.cx = complexity_table(scales=(2, 3, 4, 8))
     report.save_table(r.cx, r.out, "complexity", floatfmt=".3f")
-    bd = pd.concat([breakdown(create_model(v, scale=s), s).assign(variant=v, scale=s)
+    bd = pd.concat([breakdown(create_model(v, scale=s), s).assign(model=v, scale=s)
                     for v in ("awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l") for s in (2, 4)])
-    report.save_table(bd[["variant", "scale", "module", "params", "multi_adds_g", "multi_adds_ntire_g"]], r.out,
+    report.save_table(bd[["model", "scale", "module", "params", "multi_adds_g", "multi_adds_ntire_g"]], r.out,
                       "complexity_breakdown", floatfmt=".3f")
     cxp = pd.concat([complexity_table(p, scales=(2, 3, 4)) for p in ("imdn", "carn-m")], ignore_index=True)
     report.save_table(cxp, r.out, "complexity_peers", floatfmt=".3f")
@@ -201,7 +201,7 @@ def step_checkpoints(r: Run) -> None:
     rows = []
     for label, path in r.checkpoints.items():
         info = report.checkpoint_info(path)
-        res = evaluate(info["variant"], r.datasets, [info["scale"]], weights=path, data_root=r.root, store=r.store,
+        res = evaluate(info["model"], r.datasets, [info["scale"]], weights=path, data_root=r.root, store=r.store,
                        progress=r.progress)
         _log(f"checkpoint {label} ({info['iters']} iterations): {_graded(res)}")
         for msg in res.skipped:
@@ -212,7 +212,7 @@ def step_checkpoints(r: Run) -> None:
                          "n_images": row.n_images, **ci.loc[row.dataset].to_dict()})
     r.evals = pd.DataFrame(rows)
     if not r.evals.empty:
-        r.evals = r.evals.merge(r.cx[["variant", "scale", "params", "multi_adds_g"]], on=["variant", "scale"],
+        r.evals = r.evals.merge(r.cx[["model", "scale", "params", "multi_adds_g"]], on=["model", "scale"],
                                 how="left")
         report.save_table(r.evals, r.out, "checkpoints_eval")
     pvo = report.paper_vs_ours(r.cx, r.evals)
@@ -252,15 +252,15 @@ def step_ablations(r: Run) -> None:
         return
     from ablations import awms_weights, branch_pruning
     aw = awms_weights.run({k: str(v) for k, v in r.checkpoints.items()}, r.datasets[0], r.root)
-    report.save_table(aw, r.out, "ablation_awms_weights")
+    report.save_table(aw, r.out, awms_weights.TABLE)
     awms_weights.plot(aw, r.out / awms_weights.FIGURE)
     # two sets, so that a difference can be tested on more than Set5's 5 images (whose Wilcoxon p cannot go
     # below 0.0625); the rows go into the store, so a rerun reads them back
     _log(f"branch pruning (no retraining) on {', '.join(r.datasets[:2])}")
-    pr = pd.concat([branch_pruning.run(str(path), report.checkpoint_info(path)["variant"],
+    pr = pd.concat([branch_pruning.run(str(path), report.checkpoint_info(path)["model"],
                                        datasets=tuple(r.datasets[:2]), data_root=r.root, store=r.store)
                     .assign(checkpoint=label) for label, path in r.checkpoints.items()], ignore_index=True)
-    report.save_table(pr, r.out, "ablation_branch_pruning")
+    report.save_table(pr, r.out, branch_pruning.TABLE)
     branch_pruning.plot(pr, r.out / branch_pruning.FIGURE)
 
 
@@ -269,13 +269,13 @@ def step_figures(r: Run) -> None:
                                  r.out / "fig_psnr_vs_multiadds_set5_x2.png", scale=2)
     gpu_lat = r.out / "gpu" / "latency_gpu.csv"
     if gpu_lat.is_file() and not r.evals.empty:
-        g = pd.read_csv(gpu_lat)
+        g = read_table(gpu_lat)
         report.fig_psnr_vs_latency(g[(g.precision == "fp32")], r.evals, r.out / "fig_psnr_vs_latency.png",
                                    r.datasets[0])
-    ft = r.out / "ablation_branch_pruning_finetune.csv"   # written by `awsrn-bench ablate pruning`
+    ft = r.out / "branch_pruning_finetune.csv"   # written by `awsrn-bench ablate branch-pruning`
     if ft.is_file():
         from ablations import branch_pruning
-        branch_pruning.plot(pd.read_csv(ft), r.out / "fig_ablation_branch_pruning_finetune.png")
+        branch_pruning.plot(pd.read_csv(ft), r.out / "fig_branch_pruning_finetune.png")
     studies = sorted(r.out.glob("study_*.csv"))           # written by scripts/run_studies.sh
     if studies:
         from ablations import training_studies
@@ -341,7 +341,7 @@ def _pruning_summary(path: Path) -> str:
 
 
 def _removal_table(out: Path) -> str:
-    ft, aw = out / "ablation_branch_pruning_finetune.csv", out / "ablation_awms_weights.csv"
+    ft, aw = out / "branch_pruning_finetune.csv", out / "awms_weights.csv"
     if not (ft.is_file() and aw.is_file()):
         return ""
     from ablations.branch_pruning import removal_vs_weights
@@ -353,8 +353,8 @@ def _paper_gap(path: Path) -> str:
     if not path.is_file():
         return ""
     df = pd.read_csv(path)
-    df = df[df.dataset == "Set5"][["variant", "scale", "paper_psnr", "psnr", "d_psnr", "train_iters",
-                                   "train_gpu_minutes"]]
+    df = df[df.dataset == "Set5"][["model", "scale", "paper_psnr", "psnr", "d_psnr", "iters",
+                                   "gpu_minutes"]]
     return df.to_markdown(index=False, floatfmt=".2f") + "\n"
 
 
@@ -426,7 +426,7 @@ def _findings(out: Path) -> str:
             held = g[g.apply(lambda r: _excludes_zero(r) and r.p < 0.05, axis=1)]
             lines.append(f"- Gray-image convention on {ds}: basicsr - matlab holds at 95% for {len(held)} of {len(g)} "
                          f"model/scale pairs (e.g. {_interval(g.iloc[0])} for {g.iloc[0].model} x{g.iloc[0].scale}).")
-    ft, aw = out / "ablation_branch_pruning_finetune.csv", out / "ablation_awms_weights.csv"
+    ft, aw = out / "branch_pruning_finetune.csv", out / "awms_weights.csv"
     if ft.is_file() and aw.is_file() and "ci_low" in pd.read_csv(ft, nrows=1):
         from ablations.branch_pruning import removal_vs_weights
         t = removal_vs_weights(pd.read_csv(ft, dtype={"kernels": str}), pd.read_csv(aw))
@@ -445,7 +445,7 @@ def _findings(out: Path) -> str:
             lines.append(f"- {study_csv.stem}: no per-image intervals in this table (made before they existed).")
             continue
         d = d[d.verdict != "baseline"]
-        held = [f"{r.variant} on {r.dataset} ({_interval(r)})" for r in d.itertuples() if r.verdict == "holds"]
+        held = [f"{r.model} on {r.dataset} ({_interval(r)})" for r in d.itertuples() if r.verdict == "holds"]
         lines.append(f"- {study_csv.stem} ({d.iters.iloc[0]} iterations, seeds {d.seeds.iloc[0]}) against "
                      f"{d.baseline.iloc[0]}: " + ("; ".join(held) if held else "no difference holds at 95%") + ".")
     return "\n".join(lines) + "\n" if lines else ""
@@ -466,7 +466,7 @@ def write_index(out: Path, note: str = "") -> None:
         "`awsrn-bench compare A B --scale S --datasets ...` runs the same test for any two models.\n",
         _findings(out),
         "## Complexity (paper conventions) — `complexity.{csv,md,tex}`\n",
-        cols(out / "complexity.csv", ["variant", "scale", "params", "paper_params_k", "multi_adds_g",
+        cols(out / "complexity.csv", ["model", "scale", "params", "paper_params_k", "multi_adds_g",
                                       "paper_multi_adds_g", "params_k_diff", "multi_adds_g_diff"]),
         "## Bicubic baseline, matlab protocol — `bicubic.{csv,md,tex}`\n", _md(out / "bicubic.csv"),
         "## Our checkpoints — `checkpoints_eval.{csv,md,tex}`\n",
@@ -516,27 +516,27 @@ def write_index(out: Path, note: str = "") -> None:
         "`gpu/latency_gpu.csv`. Training vs deploy vs super-image (CPU, 720p): `latency_side_by_side.{csv,md}`.\n",
         _md(out / "latency_side_by_side.csv"),
         "![PSNR vs latency](fig_psnr_vs_latency.png)\n",
-        "## AWMS weights — `ablation_awms_weights.{csv,md,tex}`\n", _md(out / "ablation_awms_weights.csv"),
-        "![lambda](fig_awms_lambda.png)\n",
-        "## Branch pruning without retraining — `ablation_branch_pruning.{csv,md,tex}`\n",
-        "![pruning](fig_pruning.png)\n",
+        "## AWMS weights — `awms_weights.{csv,md,tex}`\n", _md(out / "awms_weights.csv"),
+        "![lambda](fig_awms_weights.png)\n",
+        "## Branch pruning without retraining — `branch_pruning.{csv,md,tex}`\n",
+        "![pruning](fig_branch_pruning.png)\n",
         "With a short fine-tune of each pruned model from the full one, and of the full model itself as the "
-        "control that the deltas are taken against (`awsrn-bench ablate pruning "
+        "control that the deltas are taken against (`awsrn-bench ablate branch-pruning "
         "checkpoints/<name>/model.safetensors --finetune-iters 60 --data ../shared/data/train/T91,"
         "../shared/data/train/BSD200 --data-root ../shared/data`, one run per checkpoint): "
-        "`ablation_branch_pruning_finetune.csv`\n",
-        _pruning_summary(out / "ablation_branch_pruning_finetune.csv"),
+        "`branch_pruning_finetune.csv`\n",
+        _pruning_summary(out / "branch_pruning_finetune.csv"),
         "Does lambda name the branch to remove? Each single-branch removal, its cost, and the removed "
         "branch's lambda and energy share (`ablations.branch_pruning.removal_vs_weights`):\n",
         _removal_table(out),
-        "![pruning with fine-tune](fig_ablation_branch_pruning_finetune.png)\n",
+        "![pruning with fine-tune](fig_branch_pruning_finetune.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
         "## Training studies — `study_*.csv` (`ITERS=500 scripts/run_studies.sh bam unit lrfu n_lfb`, budget in "
         "the `iters` column; AWSRN-S x4 from scratch, cosine schedule, T91+BSD200)\n",
         "".join(f"### {p.stem}\n\n" + _md(p) + f"\n![{p.stem}](fig_{p.stem}.png)\n"
                 for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
-        "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead.csv` "
+        "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead_cpu.csv` "
         "(evaluate wall time vs forward time, `awsrn-bench bench eval-overhead`), `train_throughput_cpu.csv` "
         "(`scripts/train_throughput_cpu.sh`), `fp16_storage.csv` (each float32 checkpoint against its "
         "float16 round trip, `scripts/fp16_storage_check.py`), `gpu/` (H200 runs: `scripts/gpu_check.sh` for "

@@ -37,6 +37,19 @@ def emit(df: pd.DataFrame, fmt: str, out: str | None = None, floatfmt: str = ".4
         sys.stdout.write(text)
 
 
+# Column names of tables written before the vocabulary was unified (README "Vocabulary"). Records that only a
+# GPU run can make again (results/gpu/) keep the names they were written with; readers rename on the way in.
+LEGACY_COLUMNS = {"variant": "model", "median_ms": "latency_ms", "config": "step", "train_iters": "iters",
+                  "train_gpu_minutes": "gpu_minutes", "set5_psnr": "psnr_Set5", "train_form_ms": "latency_ms_train",
+                  "deploy_form_ms": "latency_ms_deploy", "super_image_ms": "latency_ms_super_image"}
+
+
+def read_table(path: str | Path, **kw) -> pd.DataFrame:
+    """A results CSV with its columns in the current vocabulary (see ``LEGACY_COLUMNS``)."""
+    df = pd.read_csv(path, **kw)
+    return df.rename(columns={k: v for k, v in LEGACY_COLUMNS.items() if k in df and v not in df})
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
     """Write a CSV atomically."""
     atomic_write_text(path, df.to_csv(index=False))

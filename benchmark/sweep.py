@@ -1,7 +1,7 @@
 """``awsrn-bench sweep SPEC``: many evaluate/train jobs, in this process or as Ray tasks.
 
 A spec (YAML or JSON) holds ``jobs``; each job is ``kind: evaluate`` or ``kind: train`` plus the keys of
-that subcommand (``model``, ``scale``, ``weights``, ``datasets``, ``protocol``, ...; for train the
+that subcommand (``model``, ``scales`` (or one ``scale``), ``weights``, ``datasets``, ``protocol``, ...; for train the
 ``TrainConfig`` fields: ``iters``, ``data``, ``batch``, ...). The engine is Ray's (``--backend ray``: one task
 per job, a local Ray by default, ``--address`` joins a cluster, ``num_gpus`` lets small models share a card);
 ``--backend local`` runs the same jobs one after another without Ray. This module only turns jobs into calls
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-EVAL_KEYS = {"model", "scale", "weights", "datasets", "protocol", "self_ensemble", "deploy", "device", "tile",
+EVAL_KEYS = {"model", "scales", "scale", "weights", "datasets", "protocol", "self_ensemble", "deploy", "device", "tile",
              "data_root", "threads"}
 RESOURCE_KEYS = {"num_gpus", "num_cpus"}       # Ray resources of the job's task; ignored by the local backend
 TRAIN_ONLY = {"datasets"}                      # graded after training when given
@@ -119,7 +119,7 @@ def _evaluate(params: dict, out: Path, data_root) -> pd.DataFrame:
     from .evaluate import evaluate
     if params.get("threads"):
         torch.set_num_threads(int(params["threads"]))
-    scale = params.get("scale", 2)
+    scale = params.get("scales", params.get("scale", 2))     # `scales` as evaluate's flag; `scale`: one scale
     res = evaluate(params.get("model"), params.get("datasets", ["Set5"]), scale if isinstance(scale, list) else [scale],
                    params.get("protocol", "matlab"), weights=params.get("weights"),
                    self_ensemble=bool(params.get("self_ensemble", False)), data_root=params.get("data_root", data_root),

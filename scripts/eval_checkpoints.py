@@ -37,16 +37,16 @@ def main(argv=None) -> int:
     root = resolve_data_root(args.data_root)
     cks = report.find_checkpoints(args.checkpoints)
     only = [c for c in args.only.split(",") if c]
-    cx = complexity_table(scales=(2, 3, 4, 8)).set_index(["variant", "scale"])
+    cx = complexity_table(scales=(2, 3, 4, 8)).set_index(["model", "scale"])
     # cheapest first, so that an interrupted run has graded as many checkpoints as possible
-    order = sorted(cks, key=lambda c: cx.loc[(report.checkpoint_info(cks[c])["variant"],
+    order = sorted(cks, key=lambda c: cx.loc[(report.checkpoint_info(cks[c])["model"],
                                               report.checkpoint_info(cks[c])["scale"]), "multi_adds_g"])
     for ds in args.datasets.split(","):
         for label in order:
             if only and label not in only:
                 continue
             info = report.checkpoint_info(cks[label])
-            res = evaluate(info["variant"], [ds], [info["scale"]], weights=cks[label], data_root=root,
+            res = evaluate(info["model"], [ds], [info["scale"]], weights=cks[label], data_root=root,
                            store=Path(args.out) / "store", device=args.device, progress=False)
             for _, r in res.summary.iterrows():
                 print(f"{label} {r.dataset} x{r.scale}: {r.psnr:.4f} / {r.ssim:.4f} ({r.n_images} images, "

@@ -26,7 +26,7 @@ echo "== 1. graph step vs eager step; eager vs fast throughput (AWSRN-S x4, batc
 GRAPH_FLAG=""
 if [ "$SPEED_ITERS" -gt 0 ]; then
 timeout 120 python3 -m benchmark.cli bench train-throughput --data $DATA --device $DEVICE --fast-iters $SPEED_ITERS \
-  --eager-iters $((SPEED_ITERS / 6)) --out "$OUT/${SPEED_CSV:-train_throughput_gpu.csv}" || echo "speed check failed: rc $?"
+  --eager-iters $((SPEED_ITERS / 6)) --out "$OUT" || echo "speed check failed: rc $?"   # -> $OUT/gpu/train_throughput_gpu.csv
 fi
 if grep -q "'equal': False" "$OUT/gpu_train.log"; then
   echo "the graph step differs from the eager step: training without graphs"; GRAPH_FLAG="--no-graph"

@@ -11,10 +11,9 @@ from benchmark.cli import main
 
 
 def test_eval_overhead_rows_for_a_cold_and_a_warm_cache(tmp_path, capsys):
-    out = tmp_path / "eo.csv"
-    assert main(["bench", "eval-overhead", "--datasets", "skimage", "--threads", "1", "--out", str(out),
+    assert main(["bench", "eval-overhead", "--datasets", "skimage", "--threads", "1", "--out", str(tmp_path),
                  "--format", "csv"]) == 0
-    df = pd.read_csv(out)
+    df = pd.read_csv(tmp_path / "eval_overhead_cpu.csv")
     assert list(df.lr_cache) == ["cold", "warm"] and set(df.n_images) == {5}
     assert (df.wall_over_forward == df.wall_s / df.forward_s).all()
     assert (df.wall_s >= df.forward_s).all() and df.device.str.startswith("cpu").all() and set(df.threads) == {1}
@@ -28,12 +27,33 @@ def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys):
     d.mkdir()
     for i in range(3):
         Image.fromarray(skimage.data.astronaut()[i * 80:i * 80 + 120, :120]).save(d / f"t{i}.png")
-    out = tmp_path / "tp.csv"
     assert main(["bench", "train-throughput", "--data", str(d), "--scale", "2", "--eager-iters", "2",
                  "--fast-iters", "2", "--set", "n_feats=8", "--set", "block_feats=16", "--set", "n_awru=1",
-                 "--out", str(out)]) == 0
-    df = pd.read_csv(out)
-    assert list(df.config) == ["eager", "fast, no graph"]          # no CUDA graph on the CPU
+                 "--out", str(tmp_path), "--device", "cpu"]) == 0
+    df = pd.read_csv(tmp_path / "train_throughput_cpu.csv")
+    assert list(df.step) == ["eager", "fast, no graph"]          # no CUDA graph on the CPU
     assert df.speedup_it_vs_eager.iloc[0] == 1.0
     assert df.patches_per_s.tolist() == pytest.approx((df.it_per_s * df.batch).tolist())
     assert "graph_equals_eager" not in df
+
+
+def test_bench_gpu_dry_run_on_the_cpu_writes_its_three_tables(tmp_path, capsys):
+    """The GPU check is one subcommand; on the CPU with tiny settings it is the dry run of the same code:
+    three tables named for the device, the latency table with one row per model, scale and form."""
+    from benchmark.bench import LATENCY_FORMS
+    d = tmp_path / "train"
+    d.mkdir()
+    for i in range(2):           # x4 patches of 48 px need 192 px of HR
+        Image.fromarray(skimage.data.astronaut()[i * 200:i * 200 + 200, :200]).save(d / f"t{i}.png")
+    assert main(["bench", "gpu", "awsrn-s", "--device", "cpu", "--data", str(d), "--datasets", "skimage",
+                 "--scales", "2", "--lr-size", "12x10", "--repeats", "1", "--eager-iters", "2", "--fast-iters", "2",
+                 "--set", "n_feats=8", "--set", "block_feats=16", "--set", "n_awru=1", "--out", str(tmp_path),
+                 "--format", "csv"]) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(printed.table) == ["train_throughput", "eval_overhead", "latency"]
+    assert [p.rsplit("/", 1)[1] for p in printed.path] == [f"{t}_cpu.csv" for t in printed.table]
+    lat = pd.read_csv(tmp_path / "latency_cpu.csv")
+    assert len(lat) == len(LATENCY_FORMS) and set(lat.model) == {"awsrn-s"} and set(lat.lr_h) == {12}
+    assert list(zip(lat.deploy, lat.precision, lat.channels_last)) == list(LATENCY_FORMS)
+    assert (lat.latency_ms > 0).all()
+    assert set(pd.read_csv(tmp_path / "eval_overhead_cpu.csv").n_images) == {5}

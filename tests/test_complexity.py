@@ -23,14 +23,14 @@ def table():
 
 @pytest.mark.parametrize("key", sorted(PAPER_MULTI_ADDS))
 def test_multi_adds_match_paper(table, key):
-    row = table[(table.variant == key[0]) & (table.scale == key[1])].iloc[0]
+    row = table[(table.model == key[0]) & (table.scale == key[1])].iloc[0]
     assert round(row.multi_adds_g, 1) == PAPER_MULTI_ADDS[key]
     assert row.multi_adds_g_diff == 0 and row.params_k_diff == 0
 
 
 def test_exact_macs_s_x2(table):
     # per LR pixel: head 864 + LFB 331,776 + AWMS (9+25+49+81)*32*12 + skip 324 = 395,940 MACs
-    row = table[(table.variant == "awsrn-s") & (table.scale == 2)].iloc[0]
+    row = table[(table.model == "awsrn-s") & (table.scale == 2)].iloc[0]
     assert row.multi_adds_g * 1e9 == pytest.approx(395_940 * 1280 * 720 / 4, rel=1e-12)
     assert row.multi_adds_ntire_g * 1e9 == pytest.approx(395_940 * 256 * 256, rel=1e-12)
 
@@ -52,16 +52,17 @@ def test_cli_complexity_csv_paper_rows_zero_diff():
                           "--format", "csv"], capture_output=True, text=True, check=True).stdout
     from io import StringIO
     df = pd.read_csv(StringIO(out))
-    assert {"variant", "scale", "params", "multi_adds_g"} <= set(df.columns)
-    assert list(zip(df.variant, df.scale, df.params)) == [("awsrn-sd", 2, 348098), ("awsrn-sd", 4, 443894)]
+    assert {"model", "scale", "params", "multi_adds_g"} <= set(df.columns)
+    assert list(zip(df.model, df.scale, df.params)) == [("awsrn-sd", 2, 348098), ("awsrn-sd", 4, 443894)]
     assert (df.multi_adds_g_diff == 0).all() and (df.params_k_diff == 0).all()
 
 
-def test_cli_complexity_formats(tmp_path):
+def test_cli_complexity_formats(tmp_path, capsys):
     from benchmark.cli import main
-    out = tmp_path / "c.tex"
-    assert main(["complexity", "awsrn-s", "--scales", "2", "--format", "latex", "--out", str(out)]) == 0
-    assert "\\begin{tabular}" in out.read_text() and "397482" in out.read_text()
+    assert main(["complexity", "awsrn-s", "--scales", "2", "--format", "latex", "--out", str(tmp_path)]) == 0
+    assert "\\begin{tabular}" in capsys.readouterr().out
+    df = pd.read_csv(tmp_path / "complexity.csv")                       # --out is a folder, as everywhere
+    assert list(zip(df.model, df.scale, df.params)) == [("awsrn-s", 2, 397482)]
     assert main(["complexity", "nothing-*"]) == 2
 
 

@@ -88,7 +88,7 @@ def test_latency_presets_and_summary():
     with pytest.raises(ValueError, match="precision"):
         LatencySpec(precision="int8")
     s = summarize_times([5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0])
-    assert s["median_ms"] == 5.5 and s["p90_ms"] == 9.0 and s["min_ms"] == 1.0
+    assert s["latency_ms"] == 5.5 and s["p90_ms"] == 9.0 and s["min_ms"] == 1.0
 
 
 def test_measure_records_provenance_and_store(tmp_path):
@@ -96,7 +96,7 @@ def test_measure_records_provenance_and_store(tmp_path):
     row, times = measure(create_model("awsrn-s", scale=2), 2, spec)
     assert len(times) == 3 and row["threads"] == 1 and row["deploy"] and row["device"].startswith("cpu")
     df = latency_table("awsrn-sd", (2,), spec, store=str(tmp_path))
-    assert list(df.variant) == ["awsrn-sd"]
+    assert list(df.model) == ["awsrn-sd"]
     raw = list((tmp_path / "latency").glob("*.csv"))
     assert len(raw) == 1 and "repeat" in raw[0].read_text().splitlines()[0]
 

@@ -151,7 +151,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path):
     weights = tmp_path / "w.safetensors"
     from benchmark.checkpoints import save_native
     save_native(randomize(create_model("awsrn-m", scale=2)), weights)
-    common = ["evaluate", "--model", "awsrn-m", "--weights", str(weights), "--scale", "2", "--datasets", "Set5",
+    common = ["evaluate", "--model", "awsrn-m", "--weights", str(weights), "--scales", "2", "--datasets", "Set5",
               "--data-root", str(root), "--format", "csv", "--quiet"]
     env = {**os.environ, "AWSRN_CACHE": str(tmp_path / "cache")}
     # uninterrupted reference
@@ -181,7 +181,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path):
 
 
 def test_cli_evaluate_csv_columns(tmp_path):
-    out = subprocess.run(_cli("evaluate", "--model", "bicubic", "--scale", "3", "--datasets", "skimage",
+    out = subprocess.run(_cli("evaluate", "--model", "bicubic", "--scales", "3", "--datasets", "skimage",
                               "--format", "csv", "--no-store", "--quiet"),
                          capture_output=True, text=True, check=True,
                          env={**os.environ, "AWSRN_CACHE": str(tmp_path)}).stdout

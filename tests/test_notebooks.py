@@ -15,10 +15,10 @@ def _expected(name: str) -> list[str]:
     """Strings the executed notebook's outputs must contain, taken from the committed results."""
     if name.startswith("01"):
         pvo = pd.read_csv(RESULTS / "paper_vs_ours.csv")
-        s4 = pvo[(pvo.variant == "awsrn-s") & (pvo.scale == 4) & (pvo.dataset == "Set5")].iloc[0]
+        s4 = pvo[(pvo.model == "awsrn-s") & (pvo.scale == 4) & (pvo.dataset == "Set5")].iloc[0]
         return ["397482", f"{s4.psnr:.2f}", "image/png"]            # complexity, our S x4 Set5, the figures
     if name.startswith("02"):
-        aw = pd.read_csv(RESULTS / "ablation_awms_weights.csv")
+        aw = pd.read_csv(RESULTS / "awms_weights.csv")
         return [aw.checkpoint.iloc[0], "significant at 95%"]          # lambda table, the significance verdicts
     if name.startswith("03"):
         return ["deploy", "awsrn-l"]                                    # latency pivots

@@ -131,7 +131,7 @@ def test_a_non_finite_psnr_is_left_out_of_the_mean_and_counted():
 def test_csv_on_stdout_parses_while_skips_go_to_stderr(tmp_path):
     root = _root(tmp_path, _crops(2))
     (root / "benchmark/Set5/HR/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
-    r = _cli("evaluate", "--model", "bicubic", "--scale", "2", "--datasets", "Set5", "--data-root", str(root),
+    r = _cli("evaluate", "--model", "bicubic", "--scales", "2", "--datasets", "Set5", "--data-root", str(root),
              "--format", "csv", "--no-store", "--quiet", env={"AWSRN_CACHE": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(StringIO(r.stdout))
@@ -141,15 +141,15 @@ def test_csv_on_stdout_parses_while_skips_go_to_stderr(tmp_path):
 
 # 5. ordinary mistakes: one line, exit 2 -------------------------------------------------------------
 @pytest.mark.parametrize("argv,expected", [
-    (["evaluate", "--model", "bicubic", "--scale", "0"], "--scale: expected one of 2, 3, 4, 8, got '0'"),
-    (["evaluate", "--model", "bicubic", "--scale", "-2"], "got '-2'"),
-    (["evaluate", "--model", "bicubic", "--scale", "5"], "got '5'"),
-    (["evaluate", "--model", "bicubic", "--scale", ""], "expected comma-separated scales"),
+    (["evaluate", "--model", "bicubic", "--scales", "0"], "--scales: expected one of 2, 3, 4, 8, got '0'"),
+    (["evaluate", "--model", "bicubic", "--scales", "-2"], "got '-2'"),
+    (["evaluate", "--model", "bicubic", "--scales", "5"], "got '5'"),
+    (["evaluate", "--model", "bicubic", "--scales", ""], "expected comma-separated scales"),
     (["evaluate", "--model", "bicubic", "--datasets", ""], "--datasets: expected comma-separated names"),
     (["evaluate", "--model", "bicubic", "--tile", "-3"], "--tile: expected an integer >= 16, got -3"),
     (["evaluate", "--model", "bicubic", "--tile", "1"], "--tile: expected an integer >= 16, got 1"),
     (["evaluate", "--model", "bicubic", "--device", "foo"], "--device: expected cpu, cuda or cuda:N, got 'foo'"),
-    (["evaluate", "--model", "imdn", "--scale", "8"], "--scale 8: imdn runs at scales 2, 3, 4"),
+    (["evaluate", "--model", "imdn", "--scales", "8"], "--scales 8: imdn runs at scales 2, 3, 4"),
     (["train", "--data", "x", "--batch", "0"], "--batch: expected an integer >= 1, got 0"),
     (["train", "--data", "x", "--batch", "-4"], "--batch: expected an integer >= 1, got -4"),
     (["train", "--data", "x", "--iters", "0"], "--iters: expected an integer >= 1, got 0"),
@@ -170,7 +170,7 @@ def test_cuda_without_cuda_is_named():
 def test_out_that_is_a_file_is_named(tmp_path):
     f = tmp_path / "afile"
     f.write_text("x")
-    r = _cli("evaluate", "--model", "bicubic", "--scale", "2", "--datasets", "skimage", "--out", str(f),
+    r = _cli("evaluate", "--model", "bicubic", "--scales", "2", "--datasets", "skimage", "--out", str(f),
              env={"AWSRN_CACHE": str(tmp_path / "c")})
     assert r.returncode == 2 and f"--out {f}: is a file; expected a folder" in r.stderr
     r = _cli("train", "--data", str(tmp_path), "--out", str(f))

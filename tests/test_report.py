@@ -16,12 +16,12 @@ def test_bicubic_table_diffs():
 
 def test_paper_vs_ours_attaches_checkpoint_scores():
     cx = complexity_table(scales=(4,))
-    evals = pd.DataFrame([{"variant": "awsrn-s", "scale": 4, "dataset": "Set5", "psnr": 30.0, "ssim": 0.85,
+    evals = pd.DataFrame([{"model": "awsrn-s", "scale": 4, "dataset": "Set5", "psnr": 30.0, "ssim": 0.85,
                            "checkpoint": "awsrn-s-x4", "iters": 2300}])
     df = report.paper_vs_ours(cx, evals)
-    row = df[(df.variant == "awsrn-s") & (df.dataset == "Set5")].iloc[0]
-    assert row.paper_psnr == 31.77 and row.d_psnr == pytest.approx(30.0 - 31.77) and row.train_iters == 2300
-    assert df[(df.variant == "awsrn-m")].psnr.isna().all()
+    row = df[(df.model == "awsrn-s") & (df.dataset == "Set5")].iloc[0]
+    assert row.paper_psnr == 31.77 and row.d_psnr == pytest.approx(30.0 - 31.77) and row.iters == 2300
+    assert df[(df.model == "awsrn-m")].psnr.isna().all()
     assert set(df.dataset) == {"Set5", "Set14", "B100", "Urban100", "Manga109"}
 
 
@@ -47,17 +47,17 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
     save_native(create_model("awsrn-s", scale=4, n_feats=8, block_feats=16, n_awru=1), ck / "model.safetensors")
     (ck / "recipe.json").write_text('{"model": "awsrn-s", "scale": 4, "iters_reached": 0}')
     # the registry variant awsrn-s has the official widths, so evaluate by checkpoint structure
-    monkeypatch.setattr(report, "checkpoint_info", lambda p: {"variant": None, "scale": 4, "iters": 0,
+    monkeypatch.setattr(report, "checkpoint_info", lambda p: {"model": None, "scale": 4, "iters": 0,
                                                              "train_device": "cpu", "batch": 16, "schedule": "x"})
     reproduce(None, tmp_path / "results", tmp_path / "ck", latency_repeats=1)
     out = tmp_path / "results" / "embedded"      # never over the tables made from the benchmark sets
     for name in ("complexity.csv", "bicubic.md", "checkpoints_eval.tex", "paper_vs_ours.csv", "latency_cpu.csv",
-                 "ablation_awms_weights.csv", "ablation_branch_pruning.csv", "fig_pruning.png", "fig_awms_lambda.png",
+                 "awms_weights.csv", "branch_pruning.csv", "fig_branch_pruning.png", "fig_awms_weights.png",
                  "fig_psnr_vs_multiadds_set5_x2.png", "fig_visual.png", "README.md"):
         assert (out / name).is_file(), name
-    assert len(pd.read_csv(out / "ablation_branch_pruning.csv")) == 15
+    assert len(pd.read_csv(out / "branch_pruning.csv")) == 15
     index = (out / "README.md").read_text()
-    assert "![pruning](fig_pruning.png)" in index
+    assert "![pruning](fig_branch_pruning.png)" in index
     assert "No data root: the embedded scikit-image set only, skimage (5 images)" in index
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["embedded"]
 
@@ -67,10 +67,10 @@ def test_cli_ablate_awms_weights_reads_lambda_from_the_checkpoint(tmp_path, caps
     from benchmark.cli import main
 
     ck = Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x2" / "model.safetensors"
-    out = tmp_path / "aw.csv"
-    assert main(["ablate", "awms-weights", str(ck), "--dataset", "skimage", "--out", str(out),
+    assert main(["ablate", "awms-weights", str(ck), "--datasets", "skimage", "--out", str(tmp_path),
                  "--format", "csv"]) == 0
-    df = pd.read_csv(out)
+    df = pd.read_csv(tmp_path / "awms_weights.csv")
+    assert (tmp_path / "fig_awms_weights.png").is_file()
     sd = read_checkpoint(ck).state_dict
     assert list(df.kernel) == [3, 5, 7, 9] and set(df.checkpoint) == {"awsrn-sd-x2"}
     assert df["lambda"].tolist() == pytest.approx([float(sd[f"tail.scale_k{k}.scale"]) for k in (3, 5, 7, 9)])
@@ -81,7 +81,7 @@ def test_cli_ablate_awms_weights_reads_lambda_from_the_checkpoint(tmp_path, caps
 def test_cli_ablate_pruning_names_a_missing_checkpoint(tmp_path, capsys):
     from benchmark.cli import main
 
-    assert main(["ablate", "pruning", str(tmp_path / "nope.safetensors"), "--out", ""]) == 2
+    assert main(["ablate", "branch-pruning", str(tmp_path / "nope.safetensors"), "--out", ""]) == 2
     err = capsys.readouterr().err
     assert "awsrn-bench ablate: error" in err and "nope.safetensors" in err
 
@@ -130,8 +130,8 @@ def test_the_cli_imports_no_study_until_one_is_asked_for():
 def test_ablate_plugins_parse_their_own_flags(capsys):
     from benchmark.cli import main
     from benchmark.plugins import available, load
-    assert set(available()) >= {"awms-weights", "pruning", "study"}
-    for name in ("awms-weights", "pruning", "study"):
+    assert set(available()) >= {"awms-weights", "branch-pruning", "study"}
+    for name in ("awms-weights", "branch-pruning", "study"):
         module = load(name)
         assert module.NAME == name and callable(module.plot) and callable(module.run)
     for argv, message in [(["ablate", "study", "bam", "--iters", "0", "--data", "x"],

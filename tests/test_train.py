@@ -131,11 +131,11 @@ def test_training_study_trains_each_variant_once_per_seed_and_reports_intervals(
     kw = dict(iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
               batch=2, patch=12, val_images=1)
     bam = run("bam", **kw)
-    assert list(bam.variant) == ["awsrn-s", "awsrn-s-bam"] and set(bam.iters) == {2}
-    assert list(bam.params) == [count_params(create_model(v, scale=2)) for v in bam.variant]
+    assert list(bam.model) == ["awsrn-s", "awsrn-s-bam"] and set(bam.iters) == {2}
+    assert list(bam.params) == [count_params(create_model(v, scale=2)) for v in bam.model]
     assert bam.psnr.between(5, 60).all()
     # against the baseline: its own row is d = 0; the other carries an interval around its difference
-    b = bam.set_index("variant")
+    b = bam.set_index("model")
     assert b.loc["awsrn-s", "d_psnr"] == 0 and b.loc["awsrn-s", "verdict"] == "baseline"
     assert b.loc["awsrn-s-bam", "d_psnr"] == pytest.approx(b.loc["awsrn-s-bam", "psnr"] - b.loc["awsrn-s", "psnr"])
     assert b.loc["awsrn-s-bam", "ci_low"] <= b.loc["awsrn-s-bam", "d_psnr"] <= b.loc["awsrn-s-bam", "ci_high"]
@@ -149,11 +149,11 @@ def test_training_study_trains_each_variant_once_per_seed_and_reports_intervals(
     seeds = [json.loads((tmp_path / f"runs/x2-2it/{d}/recipe.json").read_text())["seed"]
              for d in ("awsrn-s", "awsrn-s-seed2")]
     assert seeds == [1, 2]
-    r = lrfu.set_index("variant").loc["awsrn-s-nolrfu"]
+    r = lrfu.set_index("model").loc["awsrn-s-nolrfu"]
     assert r.seeds == "1,2" and r.d_psnr_seed_min <= r.d_psnr <= r.d_psnr_seed_max
     assert r.d_psnr_seed_sd == pytest.approx(np.std([r.d_psnr_seed_min, r.d_psnr_seed_max], ddof=1))
     # the baseline's PSNR is its mean over the two seeds: seed 1's value (shared with bam) is one of them
-    assert lrfu.set_index("variant").loc["awsrn-s", "psnr"] != b.loc["awsrn-s", "psnr"]
+    assert lrfu.set_index("model").loc["awsrn-s", "psnr"] != b.loc["awsrn-s", "psnr"]
 
 
 def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_dir, tmp_path):
