@@ -323,7 +323,7 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
 def _md(path: Path, max_rows: int | None = None) -> str:
     if not path.is_file():
         return "_(not produced in this run)_\n"
-    df = pd.read_csv(path)
+    df = read_table(path)
     if max_rows:
         df = df.head(max_rows)
     return df.to_markdown(index=False, floatfmt=".4f") + "\n"
@@ -352,7 +352,7 @@ def _removal_table(out: Path) -> str:
 def _paper_gap(path: Path) -> str:
     if not path.is_file():
         return ""
-    df = pd.read_csv(path)
+    df = read_table(path)
     df = df[df.dataset == "Set5"][["model", "scale", "paper_psnr", "psnr", "d_psnr", "iters",
                                    "gpu_minutes"]]
     return df.to_markdown(index=False, floatfmt=".2f") + "\n"
@@ -362,7 +362,7 @@ def _protocol_summary(path: Path) -> str:
     """Plain words from protocol_effect.csv: which sets the convention moves, and by how much."""
     if not path.is_file():
         return ""
-    df = pd.read_csv(path)
+    df = read_table(path)
     moved = df[df.images_that_differ > 0]
     still = sorted(set(df.dataset) - set(moved.dataset))
     lines = []
@@ -390,7 +390,7 @@ def _excludes_zero(r) -> bool:
 def _probe_summary(path: Path) -> str:
     if not path.is_file():
         return "_(not produced in this run)_\n"
-    df = pd.read_csv(path)
+    df = read_table(path)
     table = df.pivot_table(index="iter", columns="probe", values=["psnr_Set5", "gpu_s"]).round(3)
     table.columns = [f"{a} {b}" for a, b in table.columns]
     last = df.sort_values("iter").groupby("probe").tail(1).set_index("probe")
@@ -538,9 +538,11 @@ def write_index(out: Path, note: str = "") -> None:
         "## Other files\n",
         "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead_cpu.csv` "
         "(evaluate wall time vs forward time, `awsrn-bench bench eval-overhead`), `train_throughput_cpu.csv` "
-        "(`scripts/train_throughput_cpu.sh`), `fp16_storage.csv` (each float32 checkpoint against its "
-        "float16 round trip, `scripts/fp16_storage_check.py`), `gpu/` (H200 runs: `scripts/gpu_check.sh` for "
-        "latency, `scripts/gpu_train.sh` for training speed and the checkpoints, with their logs).\n",
+        "(`awsrn-bench bench train-throughput --device cpu --out results`), `fp16_storage.csv` (each float32 "
+        "checkpoint against its float16 round trip, `scripts/fp16_storage_check.py`), `gpu/` (H200 runs, kept "
+        "with the column names they were written with and read through `benchmark.results.read_table`: "
+        "`awsrn-bench bench gpu` measures train throughput, evaluate overhead and the latency forms, "
+        "`scripts/gpu_train.sh` trains the checkpoints; `gpu_check.log` is from the script `bench gpu` replaced).\n",
     ]
     atomic_write_text(out / "README.md", "\n".join(parts))
 
