@@ -46,14 +46,17 @@ def contributions(in_len: int, out_len: int, factor: float, antialias: bool = Tr
     return src[:, keep], w[:, keep]
 
 
-def _resize_last(x: torch.Tensor, src: np.ndarray, w: np.ndarray) -> torch.Tensor:
-    """Resize the last dimension: out[..., i] = sum_t w[i, t] * x[..., src[i, t]] (a gather and a
-    weighted sum over the few taps, so the cost is O(out * taps), not a dense matrix product)."""
+def _resize_dim(x: torch.Tensor, src: np.ndarray, w: np.ndarray, dim: int) -> torch.Tensor:
+    """Resize dimension ``dim``: out[.., i, ..] = sum_t w[i, t] * x[.., src[i, t], ..], taps added in order (a
+    gather and a weighted sum over the few taps, so the cost is O(out * taps), not a dense matrix product;
+    gathering whole rows for the height pass avoids a strided copy of the image)."""
     idx = torch.from_numpy(src).to(x.device)
     wt = torch.from_numpy(w).to(x.device, x.dtype)
+    shape = [1] * x.ndim
+    shape[dim] = -1
     out = None
     for t in range(idx.shape[1]):
-        term = x.index_select(-1, idx[:, t]) * wt[:, t]
+        term = x.index_select(dim, idx[:, t]) * wt[:, t].view(shape)
         out = term if out is None else out.add_(term)
     return out
 
@@ -72,10 +75,10 @@ def imresize(img: torch.Tensor, factor: float, out_hw: tuple[int, int] | None = 
     is_uint8 = img.dtype == torch.uint8
     x = img.to(torch.float64 if is_uint8 or img.device.type == "cpu" else img.dtype)
     # height first (MATLAB's order for equal factors)
-    x = _resize_last(x.transpose(-2, -1), *contributions(h, oh, float(factor), antialias)).transpose(-2, -1)
+    x = _resize_dim(x, *contributions(h, oh, float(factor), antialias), -2)
     if is_uint8:
         x = round_half_away(x).clamp_(0, 255)
-    x = _resize_last(x, *contributions(w, ow, float(factor), antialias))
+    x = _resize_dim(x, *contributions(w, ow, float(factor), antialias), -1)
     if is_uint8:
         return round_half_away(x).clamp_(0, 255).to(torch.uint8)
     return x.to(img.dtype)

@@ -89,6 +89,18 @@ def test_ssim_matches_skimage_wang_settings():
         ssim(torch.zeros(10, 30), torch.zeros(10, 30))
 
 
+def test_ssim_cpu_filter_equals_the_tensor_filter_used_on_gpus():
+    """The CPU path (scipy correlate1d) and the tensor path (what a GPU runs) filter alike to float64
+    rounding, so a grade does not depend on the device beyond 1e-15."""
+    from benchmark.metrics import _gauss_1d, _valid_filter, _valid_gauss_2d
+    g = torch.Generator().manual_seed(3)
+    stack = torch.rand(5, 1, 37, 29, dtype=torch.float64, generator=g) * 255
+    taps = _gauss_1d(11, 1.5, "cpu").tolist()
+    fast, ref = _valid_gauss_2d(stack, taps), _valid_filter(_valid_filter(stack, taps, -2), taps, -1)
+    assert fast.shape == ref.shape == (5, 1, 27, 19)
+    assert (fast - ref).abs().max().item() < 1e-15 * 255
+
+
 def test_y_channel_coefficients():
     white = torch.full((3, 1, 1), 255.0)
     black = torch.zeros(3, 1, 1)
