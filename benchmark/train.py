@@ -347,11 +347,16 @@ class GraphStep:
     """The same step captured once as a CUDA graph and replayed: one launch per iteration.
 
     Capture needs a few warm-up steps (cuDNN autotuning, Adam's state); the parameters and Adam's
-    state are restored afterwards, so the graph starts from exactly where the eager run would."""
+    state are restored afterwards, so the graph starts from exactly where the eager run would. ``amp='bf16'``
+    runs the forward under autocast inside the graph (no loss scaler needed, unlike fp16) and
+    ``channels_last`` feeds NHWC batches, so both layouts can be measured with the graph."""
 
     WARMUP = 3
 
-    def __init__(self, net, model, opt, lr_shape, hr_shape, device):
+    def __init__(self, net, model, opt, lr_shape, hr_shape, device, amp: str = "none", channels_last: bool = False):
+        if amp not in ("none", "bf16"):
+            raise ValueError(f"the CUDA-graph step takes amp none or bf16, not {amp!r} (fp16 needs a loss scaler)")
+        amp_dtype = torch.bfloat16 if amp == "bf16" else None
         self.opt = opt
         self.static_lr = torch.zeros(lr_shape, device=device, dtype=torch.uint8)
         self.static_hr = torch.zeros(hr_shape, device=device, dtype=torch.uint8)
@@ -363,8 +368,13 @@ class GraphStep:
 
         def body():
             lr_b = self.static_lr.float() / 255.0
+            if channels_last:
+                lr_b = lr_b.contiguous(memory_format=torch.channels_last)
             hr_b = self.static_hr.float() / 255.0
-            loss = F.l1_loss(net(lr_b), hr_b)
+            # autocast's weight cache must be off under capture: cached casts would be freed between replays
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None, cache_enabled=False):
+                sr = net(lr_b)
+            loss = F.l1_loss(sr.float(), hr_b)
             loss.backward()
             opt.step()
             self.loss_sum.add_(loss.detach())
@@ -504,8 +514,9 @@ class Trainer:
         self.ckpt_path = self.out / "checkpoint.pt"
         self.progress = progress
         # a graph only where it is exact and simple: one process, CUDA, fp32, no torch.compile
-        self.use_graph = (cfg.fast and cfg.graph and self.device.type == "cuda" and self.world == 1 and cfg.amp == "none"
-                          and not cfg.compile and not cfg.channels_last)
+        # fp16 needs a loss scaler that steps outside the graph; bf16 and channels_last are captured with it
+        self.use_graph = (cfg.fast and cfg.graph and self.device.type == "cuda" and self.world == 1
+                          and cfg.amp in ("none", "bf16") and not cfg.compile)
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         with self._on_stream():
             self._setup()
@@ -603,7 +614,7 @@ class Trainer:
         if self.use_graph:
             p, s = cfg.patch, cfg.scale
             self.stepper = GraphStep(self.net, self.model, self.opt, (per_rank, 3, p, p),
-                                     (per_rank, 3, p * s, p * s), self.device)
+                                     (per_rank, 3, p * s, p * s), self.device, cfg.amp, cfg.channels_last)
         else:
             self.stepper = EagerStep(self.net, self.opt, self.device, cfg.amp, cfg.channels_last)
 

@@ -40,6 +40,7 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
     """The main job on the embedded skimage set, with one tiny checkpoint: every table and figure."""
     from benchmark import create_model
     from benchmark.checkpoints import save_native
+    from benchmark.evaluate import evaluate
     from benchmark.reproduce import reproduce
     monkeypatch.delenv("AWSRN_DATA", raising=False)
     monkeypatch.setenv("AWSRN_CACHE", str(tmp_path / "cache"))
@@ -55,7 +56,19 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
                  "awms_weights.csv", "branch_pruning.csv", "fig_branch_pruning.png", "fig_awms_weights.png",
                  "fig_psnr_vs_multiadds_set5_x2.png", "fig_visual.png", "README.md"):
         assert (out / name).is_file(), name
-    assert len(pd.read_csv(out / "branch_pruning.csv")) == 15
+    # the tables agree with each other and with the API, step to step (values, not only files)
+    pruning = pd.read_csv(out / "branch_pruning.csv", dtype={"kernels": str})
+    assert len(pruning) == 15 and set(pruning.retrain) == {"none"}
+    ck_eval = pd.read_csv(out / "checkpoints_eval.csv").set_index("dataset")
+    full = pruning[pruning.kernels == "3579"].iloc[0]        # the unpruned subset is the checkpoint itself
+    assert full.psnr == pytest.approx(ck_eval.loc["skimage", "psnr"], abs=1e-12) and full.d_psnr == 0
+    bic = pd.read_csv(out / "bicubic.csv").set_index("scale")
+    direct = evaluate("bicubic", ["skimage"], [4], progress=False).summary.iloc[0]
+    assert bic.loc[4, "psnr"] == pytest.approx(direct.psnr, abs=1e-12) and bic.loc[4, "n_images"] == 5
+    cx = pd.read_csv(out / "complexity.csv").set_index(["model", "scale"])
+    assert cx.loc[("awsrn-s", 2), "params"] == 397482 and cx.loc[("awsrn-s", 2), "params_k_diff"] == pytest.approx(0, abs=0.5)
+    aw = pd.read_csv(out / "awms_weights.csv")
+    assert aw.energy_share.sum() == pytest.approx(1.0) and list(aw.kernel) == [3, 5, 7, 9]
     index = (out / "README.md").read_text()
     assert "![pruning](fig_branch_pruning.png)" in index
     assert "No data root: the embedded scikit-image set only, skimage (5 images)" in index

@@ -378,3 +378,11 @@ def test_train_flags_are_the_fields_of_trainconfig():
     values = config_values(TrainConfig, group, group.config_fields)
     assert (values["schedule"], values["iters"], values["batch"]) == ("cosine", 1_000_000, 16)
     assert "model" not in values and "time_budget_s" not in values
+
+
+def test_the_graph_step_takes_bf16_and_refuses_fp16_with_its_reason():
+    """bf16 and channels_last are captured with the CUDA graph; fp16 is refused before any CUDA call
+    (its loss scaler steps outside the graph), and the trainer then keeps the eager step for it."""
+    from benchmark.train import GraphStep
+    with pytest.raises(ValueError, match="amp none or bf16, not 'fp16'"):
+        GraphStep(None, None, None, (1, 3, 4, 4), (1, 3, 8, 8), torch.device("cpu"), amp="fp16")
