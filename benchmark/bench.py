@@ -33,9 +33,11 @@ def table_path(out: str | Path, name: str, device: str) -> Path:
     return Path(out) / f"{name}_cpu.csv"
 
 
-# the forms timed by ``bench gpu``: (deploy, precision, channels_last); layouts are chosen by measurement
-LATENCY_FORMS = ((False, "fp32", False), (True, "fp32", False), (True, "fp32", True), (True, "fp16", False),
-                 (True, "fp16", True), (True, "bf16", True))
+# the forms timed by ``bench gpu``: (deploy, precision, channels_last, graph); layouts and modes are chosen by
+# measurement, not by habit (fp16 was slower than fp32 for AWSRN-L x4 on an H200 in NCHW)
+LATENCY_FORMS = ((False, "fp32", False, False), (True, "fp32", False, False), (True, "fp32", True, False),
+                 (True, "fp16", False, False), (True, "fp16", True, False), (True, "bf16", True, False),
+                 (True, "fp32", True, True), (True, "fp16", True, True), (True, "bf16", True, True))
 
 
 def latency_forms(pattern: str | None, scales, device: str, preset: str = "720p", lr_hw=None, repeats: int = 50,
@@ -43,9 +45,12 @@ def latency_forms(pattern: str | None, scales, device: str, preset: str = "720p"
     """The latency table of every form in ``forms`` (one row per model, scale and form)."""
     from .latency import LatencySpec, latency_table
     frames = []
-    for deploy, precision, cl in forms:
+    for deploy, precision, cl, graph in forms:
+        if graph and not str(device).startswith("cuda"):
+            continue                    # a CUDA graph needs CUDA (the CPU dry run times the other forms)
         spec = LatencySpec(preset="custom" if lr_hw else preset, lr_hw=lr_hw, device=device, precision=precision,
-                           channels_last=cl, deploy=deploy, repeats=repeats, warmup=max(1, min(10, repeats)))
+                           channels_last=cl, deploy=deploy, repeats=repeats, warmup=max(1, min(10, repeats)),
+                           graph=graph)
         frames.append(latency_table(pattern, scales, spec))
     return pd.concat(frames, ignore_index=True)
 

@@ -169,15 +169,17 @@ def _latency_spec(args, deploy=None):
     return LatencySpec(preset="custom" if lr_hw else args.preset, lr_hw=lr_hw, batch=args.batch, device=args.device,
                        precision=args.precision, channels_last=args.channels_last, compile=args.compile,
                        deploy=args.deploy if deploy is None else deploy, warmup=args.warmup, repeats=args.repeats,
-                       threads=args.threads)
+                       threads=args.threads, graph=getattr(args, "graph", False),
+                       bandwidth_gbs=getattr(args, "bandwidth_gbs", None))
 
 
 def cmd_latency(args) -> int:
     from .latency import latency_table
     store = None if args.no_store else str(Path(args.out) / "store")
     df = latency_table(args.pattern, args.scales, _latency_spec(args), store)
-    cols = ["model", "scale", "device", "preset", "lr_h", "lr_w", "precision", "deploy", "channels_last",
-            "latency_ms", "p90_ms", "mean_ms", "std_ms", "peak_mem_mib", "threads", "repeats"]
+    cols = ["model", "scale", "device", "preset", "lr_h", "lr_w", "precision", "deploy", "channels_last", "graph",
+            "latency_ms", "p90_ms", "mean_ms", "std_ms", "peak_mem_mib", "traffic_mb", "floor_ms", "x_floor",
+            "threads", "repeats"]
     emit(df[cols], args.format, floatfmt=".2f")
     return 0
 
@@ -388,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("pattern", nargs="?", default=None, help="wildcard (default: the four released variants)")
     s.add_argument("--scales", type=_scales, default=(2, 3, 4))
     s.add_argument("--deploy", action="store_true", help="time the reparameterized deploy form")
+    s.add_argument("--graph", action="store_true", help="CUDA: time replays of the forward captured as a CUDA graph")
+    s.add_argument("--bandwidth-gbs", type=float, default=None,
+                   help="memory bandwidth for the traffic floor (default: known GPUs by name; none on a CPU)")
     s.add_argument("--no-store", action="store_true")
     s.add_argument("--format", **fmt)
     _add_latency_flags(s)

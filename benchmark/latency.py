@@ -2,7 +2,10 @@
 
 Warm-up, then ``repeats`` timed forwards: CUDA events with synchronisation on a GPU, ``perf_counter``
 with a pinned thread count on the CPU. Reports median, p90, mean and std; on a GPU the peak memory
-after a reset. Input presets: ``720p`` (LR = 1280x720 / s, the Multi-Adds convention) and ``ntire``
+after a reset. ``graph=True`` (CUDA) captures the forward once as a CUDA graph and times its replays, so
+the launch overhead of the many small kernels is gone. On a device of known bandwidth each row also states
+the forward's memory traffic and the latency floor it sets (``benchmark.traffic``): ``x_floor`` is how many
+times that floor the measured latency is. Input presets: ``720p`` (LR = 1280x720 / s, the Multi-Adds convention) and ``ntire``
 (256x256 LR), or any (h, w).
 """
 from __future__ import annotations
@@ -35,6 +38,8 @@ class LatencySpec:
     warmup: int = 10
     repeats: int = 50
     threads: int | None = None         # CPU threads (None: torch's current setting)
+    graph: bool = False                # CUDA: time replays of the forward captured as a CUDA graph
+    bandwidth_gbs: float | None = None  # memory bandwidth for the floor (default: looked up by GPU name)
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -45,6 +50,10 @@ class LatencySpec:
             raise ValueError("preset 'custom' needs lr_hw=(h, w)")
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError("repeats must be >= 1 and warmup >= 0")
+        if self.graph and not str(self.device).startswith("cuda"):
+            raise ValueError(f"graph: a CUDA graph needs device cuda, got {self.device!r}")
+        if self.graph and self.compile:
+            raise ValueError("graph and compile are two ways to the same end: choose one")
 
 
 def lr_shape(spec: LatencySpec, scale: int) -> tuple[int, int]:
@@ -67,22 +76,48 @@ def prepare(model: nn.Module, spec: LatencySpec) -> nn.Module:
     return model
 
 
+def _autocast(device_type: str, spec: LatencySpec):
+    dtype = PRECISIONS[spec.precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    # under graph capture the cast weights must not come from autocast's cache (freed at the context's exit)
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=not spec.graph)
+
+
+def graphed(model: nn.Module, x: torch.Tensor, spec: LatencySpec):
+    """``(replay, output)``: the forward on ``x`` captured as a CUDA graph after warm-up on a side stream;
+    ``replay()`` recomputes ``output`` in place from the current contents of ``x``."""
+    side = torch.cuda.Stream(x.device)
+    side.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(side), torch.inference_mode(), _autocast("cuda", spec):
+        for _ in range(max(3, spec.warmup)):
+            model(x)
+    torch.cuda.current_stream(x.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), _autocast("cuda", spec), torch.cuda.graph(graph):
+        out = model(x)
+    return graph.replay, out
+
+
 def time_forward(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> tuple[list[float], float | None]:
     """Per-repeat milliseconds and (CUDA) peak memory in MiB."""
     cuda = x.device.type == "cuda"
-    dtype = PRECISIONS[spec.precision]
-    amp = torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     times = []
-    with torch.inference_mode(), amp:
+    if spec.graph:
+        replay, _ = graphed(model, x, spec)
+        forward = lambda _x: replay()  # noqa: E731
+    else:
+        forward = model
+    with torch.inference_mode(), _autocast(x.device.type, spec) if not spec.graph else contextlib.nullcontext():
         for _ in range(spec.warmup):
-            model(x)
+            forward(x)
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             for _ in range(spec.repeats):
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                model(x)
+                forward(x)
                 end.record()
                 torch.cuda.synchronize()
                 times.append(start.elapsed_time(end))
@@ -90,7 +125,7 @@ def time_forward(model: nn.Module, x: torch.Tensor, spec: LatencySpec) -> tuple[
         else:
             for _ in range(spec.repeats):
                 t0 = time.perf_counter()
-                model(x)
+                forward(x)
                 times.append((time.perf_counter() - t0) * 1e3)
             peak = None
     return times, peak
@@ -101,6 +136,20 @@ def summarize_times(times: list[float]) -> dict:
     p90 = s[min(len(s) - 1, math.ceil(0.9 * len(s)) - 1)]
     return {"latency_ms": statistics.median(s), "p90_ms": p90, "mean_ms": statistics.fmean(s),
             "std_ms": statistics.stdev(s) if len(s) > 1 else 0.0, "min_ms": s[0]}
+
+
+def _floor(model: nn.Module, spec: LatencySpec, shape: tuple, device: str) -> dict:
+    """The traffic columns of a row; counted only where a bandwidth is known (a GPU of the table, or given)."""
+    from .traffic import bandwidth_gbs, forward_traffic
+    gbs = spec.bandwidth_gbs or bandwidth_gbs(device)
+    if not gbs:
+        return {"traffic_mb": math.nan, "bandwidth_gbs": math.nan, "floor_ms": math.nan}
+    if spec.deploy:
+        from .deploy import reparameterize
+        model = reparameterize(model)
+    t = forward_traffic(model, shape, spec.channels_last)
+    return {"traffic_mb": t.bytes(spec.precision) / 1e6, "bandwidth_gbs": gbs,
+            "floor_ms": t.floor_ms(gbs, spec.precision)}
 
 
 def measure(model: nn.Module, scale: int, spec: LatencySpec) -> tuple[dict, list[float]]:
@@ -118,11 +167,14 @@ def measure(model: nn.Module, scale: int, spec: LatencySpec) -> tuple[dict, list
         env = environment(spec.device, spec.precision)
     finally:
         torch.set_num_threads(old_threads)
+    floor = _floor(model, spec, tuple(x.shape), env["device"])
     row = {"scale": scale, "device": env["device"], "preset": spec.preset, "lr_h": h, "lr_w": w,
            "batch": spec.batch, "precision": spec.precision, "channels_last": spec.channels_last,
-           "compile": spec.compile, "deploy": spec.deploy, **summarize_times(times), "peak_mem_mib": peak,
+           "compile": spec.compile, "deploy": spec.deploy, "graph": spec.graph, **summarize_times(times),
+           "peak_mem_mib": peak, **floor,
            "repeats": spec.repeats, "warmup": spec.warmup, "threads": env["threads"],
            "torch_version": env["torch_version"], "code_version": env["code_version"]}
+    row["x_floor"] = row["latency_ms"] / row["floor_ms"] if row["floor_ms"] == row["floor_ms"] else math.nan
     return row, times
 
 

@@ -118,3 +118,44 @@ def test_super_image_model_matches_ours_when_installed():
 def _rename(sd):
     from benchmark.checkpoints import checkpoint_filter_fn
     return checkpoint_filter_fn(sd, "super-image")
+
+
+def test_traffic_counts_each_op_reads_and_writes_and_skips_views():
+    """Golden values: a 3x3 conv (8 -> 4 channels) on a 1x8x5x6 input reads the input, weight and bias and
+    writes its output; a ReLU reads and writes the output again; a view (flatten) moves nothing."""
+    from benchmark.traffic import Traffic, bandwidth_gbs, forward_traffic
+    net = torch.nn.Sequential(torch.nn.Conv2d(8, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten())
+    t = forward_traffic(net, (1, 8, 5, 6))
+    x, y, w = 8 * 5 * 6, 4 * 5 * 6, 4 * 8 * 9 + 4
+    assert t == Traffic(activation_elems=x + y + 2 * y, weight_elems=w, n_ops=2)
+    assert t.bytes("fp32") == 4 * (x + 3 * y + w) and t.bytes("fp16") == t.bytes("fp32") // 2
+    assert t.floor_ms(1.0) == pytest.approx(t.bytes() / 1e9 * 1e3)
+    assert bandwidth_gbs("cuda: NVIDIA H200") == 4800 and bandwidth_gbs("cuda: NVIDIA H100 80GB HBM3") == 3350
+    assert bandwidth_gbs("cpu: AMD EPYC") is None
+    # the deploy form moves fewer bytes than the training form (one AWMS conv, no weight norm)
+    m = create_model("awsrn-s", scale=2)
+    assert forward_traffic(reparameterize(m), (1, 3, 20, 20)).bytes() < forward_traffic(m, (1, 3, 20, 20)).bytes()
+
+
+def test_latency_rows_state_the_floor_where_a_bandwidth_is_known():
+    m = create_model("awsrn-s", scale=2)
+    spec = LatencySpec(preset="custom", lr_hw=(8, 8), repeats=2, warmup=0, deploy=True, bandwidth_gbs=50.0)
+    row, _ = measure(m, 2, spec)
+    assert row["bandwidth_gbs"] == 50.0 and row["x_floor"] == pytest.approx(row["latency_ms"] / row["floor_ms"])
+    row, _ = measure(m, 2, LatencySpec(preset="custom", lr_hw=(8, 8), repeats=1, warmup=0))
+    assert row["floor_ms"] != row["floor_ms"] and not row["graph"]          # CPU, no bandwidth given: NaN
+    with pytest.raises(ValueError, match="a CUDA graph needs device cuda"):
+        LatencySpec(graph=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_graph_mode_equals_the_deploy_form_on_cuda():
+    from benchmark.latency import graphed
+    d = reparameterize(randomize(create_model("awsrn-s", scale=2), seed=1)).cuda().eval()
+    x = torch.rand(1, 3, 32, 40, device="cuda")
+    replay, out = graphed(d, x, LatencySpec(device="cuda", deploy=True))
+    x2 = torch.rand_like(x)
+    x.copy_(x2)
+    replay()
+    with torch.inference_mode():
+        assert torch.allclose(out, d(x2), atol=1e-5, rtol=0)
