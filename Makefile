@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) -m pytest tests/benchmarks --benchmark-only --benchmark-json=results/pytest-benchmark.json
+	$(PY) -m pytest -n 0 tests/benchmarks --benchmark-only --benchmark-json=results/pytest-benchmark.json
 
 clean-venv:
 	rm -rf $(VENV)

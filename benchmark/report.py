@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from .atomic import atomic_write_text  # noqa: E402
 from .results import write_table  # noqa: E402
@@ -256,3 +257,29 @@ def fig_visual(crops_dir: Path, out: Path):
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def latency_vs_floor(latency: pd.DataFrame) -> pd.DataFrame:
+    """Measured GPU latencies (a table in today's columns) next to the memory-traffic floor of the same
+    forward on the same device: ``traffic_mb``, ``bandwidth_gbs``, ``floor_ms`` and ``x_floor`` per row
+    (``benchmark.traffic``; rows of a device with no known bandwidth get NaN)."""
+    from .deploy import reparameterize
+    from .registry import create_model
+    from .traffic import bandwidth_gbs, forward_traffic
+    counted: dict = {}
+    rows = []
+    for r in latency.to_dict("records"):
+        cl = bool(r.get("channels_last", False))
+        key = (r["model"], int(r["scale"]), bool(r["deploy"]), cl, int(r["lr_h"]), int(r["lr_w"]))
+        if key not in counted:
+            torch.manual_seed(0)
+            m = create_model(r["model"], scale=int(r["scale"]))
+            counted[key] = forward_traffic(reparameterize(m) if r["deploy"] else m, (1, 3, key[4], key[5]), cl)
+        gbs = bandwidth_gbs(str(r["device"]))
+        t = counted[key]
+        floor = t.floor_ms(gbs, r["precision"])
+        rows.append({"model": r["model"], "scale": r["scale"], "device": r["device"], "lr_h": r["lr_h"],
+                     "lr_w": r["lr_w"], "precision": r["precision"], "deploy": r["deploy"], "channels_last": cl,
+                     "latency_ms": r["latency_ms"], "traffic_mb": t.bytes(r["precision"]) / 1e6,
+                     "bandwidth_gbs": gbs, "floor_ms": floor, "x_floor": r["latency_ms"] / floor})
+    return pd.DataFrame(rows)

@@ -244,6 +244,9 @@ def step_latency(r: Run) -> None:
     lat = pd.concat([latency_table(None, (2, 4), spec), latency_table(None, (2, 4), LatencySpec(
         **{**spec.__dict__, "deploy": True}))])
     report.save_table(lat, r.out, "latency_cpu", floatfmt=".2f")
+    gpu = r.out / "gpu" / "latency_gpu.csv"        # a GPU run's record: each row against its traffic floor
+    if gpu.is_file():
+        report.save_table(report.latency_vs_floor(read_table(gpu)), r.out, "latency_floor", floatfmt=".3f")
 
 
 def step_ablations(r: Run) -> None:
@@ -327,6 +330,15 @@ def _md(path: Path, max_rows: int | None = None) -> str:
     if max_rows:
         df = df.head(max_rows)
     return df.to_markdown(index=False, floatfmt=".4f") + "\n"
+
+
+def _floor_summary(path: Path) -> str:
+    if not path.is_file():
+        return "_(no GPU latency record)_\n"
+    df = read_table(path)
+    df = df[df.model.isin(["awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l"]) & df.scale.isin([2, 4])]
+    return df[["model", "scale", "precision", "deploy", "latency_ms", "traffic_mb", "floor_ms", "x_floor"]].to_markdown(
+        index=False, floatfmt=".3f") + "\n"
 
 
 def _pruning_summary(path: Path) -> str:
@@ -514,6 +526,10 @@ def write_index(out: Path, note: str = "") -> None:
         _md(out / "gpu" / "train_group_gpu.csv"),
         "## Latency\n", "CPU, 96x96 LR, 1 thread: `latency_cpu.{csv,md,tex}`. GPU (NVIDIA H200, 720p preset): "
         "`gpu/latency_gpu.csv`. Training vs deploy vs super-image (CPU, 720p): `latency_side_by_side.{csv,md}`.\n",
+        "Each GPU row against the memory-traffic floor of its forward (`latency_floor.{csv,md,tex}`: bytes read and "
+        "written op by op, counted on the meta device by `benchmark.traffic`, over the GPU's bandwidth; `x_floor` "
+        "is latency / floor). Rows of the four released variants at x2 and x4:\n",
+        _floor_summary(out / "latency_floor.csv"),
         _md(out / "latency_side_by_side.csv"),
         "![PSNR vs latency](fig_psnr_vs_latency.png)\n",
         "## AWMS weights — `awms_weights.{csv,md,tex}`\n", _md(out / "awms_weights.csv"),

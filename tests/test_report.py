@@ -153,3 +153,19 @@ def test_ablate_plugins_parse_their_own_flags(capsys):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_latency_vs_floor_puts_each_gpu_row_against_its_traffic():
+    from benchmark import create_model
+    from benchmark.deploy import reparameterize
+    from benchmark.traffic import forward_traffic
+    lat = pd.DataFrame([{"model": "awsrn-s", "scale": 2, "device": "NVIDIA H200", "lr_h": 8, "lr_w": 10,
+                         "precision": "fp16", "deploy": True, "channels_last": False, "latency_ms": 0.5},
+                        {"model": "awsrn-s", "scale": 2, "device": "some GPU", "lr_h": 8, "lr_w": 10,
+                         "precision": "fp32", "deploy": False, "channels_last": False, "latency_ms": 0.5}])
+    df = report.latency_vs_floor(lat)
+    t = forward_traffic(reparameterize(create_model("awsrn-s", scale=2)), (1, 3, 8, 10))
+    assert df.traffic_mb.iloc[0] == pytest.approx(t.bytes("fp16") / 1e6)
+    assert df.floor_ms.iloc[0] == pytest.approx(t.bytes("fp16") / 4800e9 * 1e3)
+    assert df.x_floor.iloc[0] == pytest.approx(0.5 / df.floor_ms.iloc[0])
+    assert df.floor_ms.isna().iloc[1]                         # no known bandwidth: no floor, said as NaN
