@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from . import report
+from . import plugins, report
 from .checkpoints import model_from_checkpoint
 from .complexity import breakdown, complexity_table
 from .data import LRCache, list_images, model_input, prepare_pair, resolve_data_root, to_chw
@@ -253,7 +253,7 @@ def step_ablations(r: Run) -> None:
     """The AWMS-weight study and branch pruning without retraining, on every checkpoint."""
     if not r.checkpoints:
         return
-    from ablations import awms_weights, branch_pruning
+    awms_weights, branch_pruning = plugins.load("awms-weights"), plugins.load("branch-pruning")
     aw = awms_weights.run({k: str(v) for k, v in r.checkpoints.items()}, r.datasets[0], r.root)
     report.save_table(aw, r.out, awms_weights.TABLE)
     awms_weights.plot(aw, r.out / awms_weights.FIGURE)
@@ -277,11 +277,11 @@ def step_figures(r: Run) -> None:
                                    r.datasets[0])
     ft = r.out / "branch_pruning_finetune.csv"   # written by `awsrn-bench ablate branch-pruning`
     if ft.is_file():
-        from ablations import branch_pruning
+        branch_pruning = plugins.load("branch-pruning")
         branch_pruning.plot(pd.read_csv(ft), r.out / "fig_branch_pruning_finetune.png")
     studies = sorted(r.out.glob("study_*.csv"))           # written by scripts/run_studies.sh
     if studies:
-        from ablations import training_studies
+        training_studies = plugins.load("study")
         for study_csv in studies:
             training_studies.plot(pd.read_csv(study_csv), r.out / f"fig_{study_csv.stem}.png")
     crops = _visual_crops(r.checkpoints, r.root, r.out)
@@ -356,7 +356,7 @@ def _removal_table(out: Path) -> str:
     ft, aw = out / "branch_pruning_finetune.csv", out / "awms_weights.csv"
     if not (ft.is_file() and aw.is_file()):
         return ""
-    from ablations.branch_pruning import removal_vs_weights
+    removal_vs_weights = plugins.load("branch-pruning").removal_vs_weights
     table = removal_vs_weights(pd.read_csv(ft, dtype={"kernels": str}), pd.read_csv(aw))
     return table[table.retrain != "none"].to_markdown(index=False, floatfmt=".4f") + "\n"
 
@@ -440,7 +440,7 @@ def _findings(out: Path) -> str:
                          f"model/scale pairs (e.g. {_interval(g.iloc[0])} for {g.iloc[0].model} x{g.iloc[0].scale}).")
     ft, aw = out / "branch_pruning_finetune.csv", out / "awms_weights.csv"
     if ft.is_file() and aw.is_file() and "ci_low" in pd.read_csv(ft, nrows=1):
-        from ablations.branch_pruning import removal_vs_weights
+        removal_vs_weights = plugins.load("branch-pruning").removal_vs_weights
         t = removal_vs_weights(pd.read_csv(ft, dtype={"kernels": str}), pd.read_csv(aw))
         for (ck, ds, arm), g in t.groupby(["checkpoint", "dataset", "retrain"]):
             g = g.sort_values("lambda")
