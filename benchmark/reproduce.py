@@ -175,7 +175,7 @@ class Run:
 
 
 def step_registry(r: Run) -> None:
-    write_table(pd.DataFrame([{"name": n, "description": get_variant(n).description} for n in list_variants()]),
+    write_table(pd.DataFrame([{"model": n, "description": get_variant(n).description} for n in list_variants()]),
                 r.out / "registry.csv")
 
 

@@ -169,3 +169,44 @@ def test_latency_vs_floor_puts_each_gpu_row_against_its_traffic():
     assert df.floor_ms.iloc[0] == pytest.approx(t.bytes("fp16") / 4800e9 * 1e3)
     assert df.x_floor.iloc[0] == pytest.approx(0.5 / df.floor_ms.iloc[0])
     assert df.floor_ms.isna().iloc[1]                         # no known bandwidth: no floor, said as NaN
+
+
+def _all_options(parser, prefix=()):
+    """(command path, option strings) of every subcommand of the CLI, ablation plugins included."""
+    import argparse
+
+    from benchmark.argtypes import Parser
+    from benchmark.plugins import available, load
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _all_options(sub, prefix + (name,))
+        elif action.option_strings:
+            out.append((prefix, tuple(action.option_strings)))
+    if prefix == ():
+        for name in available():
+            p = Parser(prog=name)
+            load(name).add_arguments(p)
+            out += [(("ablate", name), tuple(a.option_strings)) for a in p._actions if a.option_strings]
+    return out
+
+
+def test_one_vocabulary_in_flags_and_in_the_columns_of_results():
+    """README's vocabulary table, checked: no command uses a retired flag name, --scale is one scale and
+    --scales several, and no table in results/ carries a retired column name."""
+    from benchmark.cli import build_parser
+    from benchmark.results import LEGACY_COLUMNS
+    options = _all_options(build_parser())
+    flags = {f for _, fs in options for f in fs}
+    assert not flags & {"--dataset", "--variant", "--eval-datasets", "--out-root", "--name", "--config"}
+    multi = {cmd for cmd, fs in options if "--scales" in fs}
+    assert multi >= {("evaluate",), ("complexity",), ("latency",)}
+    assert not multi & {cmd for cmd, fs in options if "--scale" in fs}       # never both in one command
+    results = Path(__file__).resolve().parents[1] / "results"
+    for csv in results.glob("*.csv"):                     # records under results/gpu/ keep their names
+        retired = set(pd.read_csv(csv, nrows=0).columns) & set(LEGACY_COLUMNS)
+        assert not retired, (csv.name, retired)
+    stems = {p.stem for p in results.glob("*.csv")}
+    for fig in ("awms_weights", "branch_pruning", "branch_pruning_finetune", "learning_curves"):
+        assert fig in stems and (results / f"fig_{fig}.png").is_file(), fig
