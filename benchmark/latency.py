@@ -167,14 +167,15 @@ def measure(model: nn.Module, scale: int, spec: LatencySpec) -> tuple[dict, list
         env = environment(spec.device, spec.precision)
     finally:
         torch.set_num_threads(old_threads)
+    summary = summarize_times(times)
     floor = _floor(model, spec, tuple(x.shape), env["device"])
+    floor["x_floor"] = summary["latency_ms"] / floor["floor_ms"] if floor["floor_ms"] == floor["floor_ms"] else math.nan
     row = {"scale": scale, "device": env["device"], "preset": spec.preset, "lr_h": h, "lr_w": w,
            "batch": spec.batch, "precision": spec.precision, "channels_last": spec.channels_last,
-           "compile": spec.compile, "deploy": spec.deploy, "graph": spec.graph, **summarize_times(times),
+           "compile": spec.compile, "deploy": spec.deploy, "graph": spec.graph, **summary,
            "peak_mem_mib": peak, **floor,
            "repeats": spec.repeats, "warmup": spec.warmup, "threads": env["threads"],
            "torch_version": env["torch_version"], "code_version": env["code_version"]}
-    row["x_floor"] = row["latency_ms"] / row["floor_ms"] if row["floor_ms"] == row["floor_ms"] else math.nan
     return row, times
 
 
