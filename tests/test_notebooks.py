@@ -21,7 +21,9 @@ def _expected(name: str) -> list[str]:
         aw = pd.read_csv(RESULTS / "awms_weights.csv")
         return [aw.checkpoint.iloc[0], "significant at 95%"]          # lambda table, the significance verdicts
     if name.startswith("03"):
-        return ["deploy", "awsrn-l"]                                    # latency pivots
+        cpu = pd.read_csv(RESULTS / "latency_cpu.csv")
+        l4 = cpu[(cpu.model == "awsrn-l") & (cpu.scale == 4) & cpu.deploy].iloc[0]
+        return ["deploy", f"{round(l4.latency_ms, 2):.2f}"]           # the CPU latency pivot, AWSRN-L x4 deploy
     return []
 
 
