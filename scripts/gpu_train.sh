@@ -2,7 +2,7 @@
 # The GPU training run, as one prepared script on the lent device (README "Training on a GPU").
 # Expects .gpu/data/train/{T91,BSD200} and .gpu/data/benchmark/Set5 (copies of ../shared/data, carried,
 # never committed). Steps: (1) check the CUDA-graph step against the eager step and measure eager vs fast
-# throughput side by side; (2) train every variant of the paper's table together (one process, one CUDA
+# throughput side by side (fp32, bf16 and channels_last inside the graph, batch 64); (2) train every variant of the paper's table together (one process, one CUDA
 # stream each), continuing from checkpoints/ where a checkpoint exists, for TOTAL_S seconds in all;
 # (3) pack the runs into $OUT. Tried on the CPU first with: DEVICE=cpu TOTAL_S=60 RUNS=awsrn-s:4 ...
 # A run named probe-* starts from scratch (no checkpoint of that name): the batch/lr recipe probes, whose
@@ -25,7 +25,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_availa
 echo "== 1. graph step vs eager step; eager vs fast throughput (AWSRN-S x4, batch 16, 48px)"
 GRAPH_FLAG=""
 if [ "$SPEED_ITERS" -gt 0 ]; then
-timeout 120 python3 -m benchmark.cli bench train-throughput --data $DATA --device $DEVICE --fast-iters $SPEED_ITERS \
+timeout 180 python3 -m benchmark.cli bench train-throughput --data $DATA --device $DEVICE --fast-iters $SPEED_ITERS \
   --eager-iters $((SPEED_ITERS / 6)) --out "$OUT" || echo "speed check failed: rc $?"   # -> $OUT/gpu/train_throughput_gpu.csv
 fi
 if grep -q "'equal': False" "$OUT/gpu_train.log"; then
