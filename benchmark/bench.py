@@ -1,7 +1,8 @@
 """``awsrn-bench bench``: measurements of the suite's own speed, written as tables with the device name.
 
 * ``eval-overhead``: how much time ``evaluate()`` adds to the model's forward passes (AWSRN-S x2, random
-  init: the cost does not depend on the weights), once with an empty LR cache and once warm. The goal is a
+  init: the cost does not depend on the weights), once with an empty LR cache and once warm (the second pass
+  in the same process: LR on disk, decoded pairs in memory, see ``data.PairCache``). The goal is a
   wall time of at most 1.05x the forward time on a CPU and 1.5x on a GPU.
 * ``train-throughput``: the training step, eager vs fast (and on CUDA: the CUDA-graph step, and a check
   that it equals the eager step on a fixed batch), side by side in one process.

@@ -162,7 +162,18 @@ def load_hr(ref: ImageRef) -> tuple[np.ndarray, str]:
         data = ref.hr_path.read_bytes()
     except OSError as exc:
         raise ImageReadError(f"{ref.hr_path}: cannot read file ({exc})") from exc
-    return decode_image(ref.hr_path, data), hashlib.sha256(data).hexdigest()
+    key = hashlib.sha256(data).hexdigest()
+    _SHA_BY_STAT[_stat_key(ref.hr_path)] = key
+    return decode_image(ref.hr_path, data), key
+
+
+# sha256 of a file by (path, mtime, size): a file rewritten in place gets a new stat, hence a new hash
+_SHA_BY_STAT: dict[tuple, str] = {}
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
 
 
 def image_sha256(ref: ImageRef) -> str | None:
@@ -170,9 +181,54 @@ def image_sha256(ref: ImageRef) -> str | None:
     if ref.hr_path is None:
         return load_hr(ref)[1]
     try:
-        return hashlib.sha256(ref.hr_path.read_bytes()).hexdigest()
+        stat = _stat_key(ref.hr_path)
+        if stat not in _SHA_BY_STAT:
+            _SHA_BY_STAT[stat] = hashlib.sha256(ref.hr_path.read_bytes()).hexdigest()
+        return _SHA_BY_STAT[stat]
     except OSError:
         return None
+
+
+class PairCache:
+    """Decoded (HR, LR) pairs in memory, least recently used first out past ``max_bytes``, keyed by the HR's
+    content, the scale and where the LR comes from: a process that grades several models (a sweep, the
+    pruned subsets, a checkpoint per scale) decodes and resizes each image once. Entries are shared:
+    callers copy before writing into them (every consumer here converts to float first)."""
+
+    def __init__(self, max_bytes: int):
+        import threading
+        from collections import OrderedDict
+        self.max_bytes, self.bytes, self.items = max_bytes, 0, OrderedDict()
+        self.hits = self.misses = 0
+        self._lock = threading.Lock()        # evaluate prepares images in worker threads
+
+    def get(self, key):
+        with self._lock:
+            pair = self.items.get(key)
+            if pair is None:
+                self.misses += 1
+                return None
+            self.items.move_to_end(key)
+            self.hits += 1
+            return pair
+
+    def put(self, key, hr: np.ndarray, lr: np.ndarray) -> None:
+        size = hr.nbytes + lr.nbytes
+        with self._lock:
+            if size > self.max_bytes or key in self.items:
+                return
+            self.items[key] = (hr, lr)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (h, l_) = self.items.popitem(last=False)
+                self.bytes -= h.nbytes + l_.nbytes
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.bytes = self.hits = self.misses = 0
+
+
+PAIRS = PairCache(int(os.environ.get("AWSRN_MEMORY_CACHE_MB", "1024")) * 2 ** 20)
 
 
 def default_cache_dir() -> Path:
@@ -209,24 +265,31 @@ def prepare_pair(ref: ImageRef, scale: int, protocol, cache: LRCache) -> tuple[n
     protocol's resize and cached). Every consumer (evaluate, training validation, the AWMS study, the
     visual crops) gets its images here."""
     from .imresize import modcrop
+    provided = ref.provided_lr(scale) if protocol.lr_method == "matlab" else None
+    sha = image_sha256(ref) if ref.hr_path is not None else None
+    mkey = (sha, scale, str(provided) if provided is not None else f"{protocol.lr_method}-{LR_CACHE_VERSION}")
+    if sha is not None and (pair := PAIRS.get(mkey)) is not None:
+        return pair
     hr, key = load_hr(ref)
+    mkey = (key,) + mkey[1:]
     size = hr.shape[:2]
     hr = modcrop(hr, scale)
     if min(hr.shape[:2]) < scale:
         raise ImageReadError(f"{ref.hr_path or ref.name}: image {size[1]}x{size[0]} is too small for x{scale}")
-    provided = ref.provided_lr(scale) if protocol.lr_method == "matlab" else None
     if provided is not None:
         lr = decode_image(provided)
         if lr.ndim == 3 and hr.ndim == 2:
             lr = lr[..., 0]
         if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
             raise ImageReadError(f"{provided}: LR {lr.shape[:2]} does not match HR {hr.shape[:2]} / {scale}")
+        PAIRS.put(mkey, hr, lr)
         return hr, lr
     method = f"{protocol.lr_method}-{LR_CACHE_VERSION}"
     lr = cache.get(key, scale, method)
     if lr is None or lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
         lr = protocol.make_lr(hr, scale)
         cache.put(key, scale, method, lr)
+    PAIRS.put(mkey, hr, lr)
     return hr, lr
 
 

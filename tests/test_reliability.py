@@ -249,3 +249,31 @@ def test_store_files_follow_the_umask(tmp_path):
     evaluate("bicubic", ["skimage"], [4], store=tmp_path / "store", cache_dir=tmp_path, progress=False)
     f = next((tmp_path / "store/eval").glob("*.csv"))
     assert f.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
+
+
+def test_a_second_model_on_the_same_images_decodes_nothing_and_an_edited_image_is_read_again(tmp_path, monkeypatch):
+    """The in-memory pair cache: a second evaluation in the same process takes every (HR, LR) pair from
+    memory (no decode, no resize) and grades the same rows; an image rewritten on disk is decoded again."""
+    import benchmark.data as data
+    from benchmark.evaluate import evaluate
+    root = _root(tmp_path, _crops(3))
+    data.PAIRS.clear()
+    decoded = []
+    real = data.decode_image
+    monkeypatch.setattr(data, "decode_image", lambda *a, **k: decoded.append(a[0]) or real(*a, **k))
+    kw = dict(data_root=root, cache_dir=tmp_path / "c", progress=False)
+    first = evaluate("bicubic", ["Set5"], [2], **kw).images
+    n_first = len(decoded)
+    assert n_first == 3 and data.PAIRS.misses == 3
+    second = evaluate("bicubic", ["Set5"], [2], **kw).images
+    assert len(decoded) == n_first and data.PAIRS.hits == 3
+    assert second.psnr.tolist() == first.psnr.tolist()
+    edited = _crops(1, offset=5)["img0"]
+    Image.fromarray(edited).save(root / "benchmark/Set5/HR/img0.png")
+    third = evaluate("bicubic", ["Set5"], [2], **kw).images.set_index("image")
+    assert decoded[n_first:] == [root / "benchmark/Set5/HR/img0.png"]          # only the edited one
+    assert third.loc["img0", "psnr"] != first.set_index("image").loc["img0", "psnr"]
+    small = data.PairCache(max_bytes=2 * 48 * 60 * 3 + 2 * 24 * 30 * 3)       # room for two pairs
+    for i in range(3):
+        small.put(i, np.zeros((48, 60, 3), np.uint8), np.zeros((24, 30, 3), np.uint8))
+    assert list(small.items) == [1, 2] and small.bytes <= small.max_bytes      # the oldest went first
