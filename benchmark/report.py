@@ -151,6 +151,36 @@ def learning_curves(checkpoints: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def learning_plateau(curves: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Where each checkpoint's training flattens, from its learning curve: the watched Set5 PSNR at the end
+    and at its best (and when), the held-out validation PSNR at the end and at its best (a best well before
+    the end while the lr still anneals means the model has learnt what the training images teach), and
+    what the last segment added. ``paper_psnr`` is the paper's Set5 number for the same model and scale."""
+    rows = []
+    for label, g in curves.groupby("checkpoint", sort=True):
+        g = g.sort_values("total_iter")
+        s5, val = g.dropna(subset=["psnr_Set5"]), g.dropna(subset=["val_psnr"])
+        last_seg = int(g.segment.max())
+        before = s5[s5.segment < last_seg]
+        row = {"checkpoint": label, "model": g.model.iloc[0], "scale": int(label.rsplit("-x", 1)[1]),
+               "total_iter": int(g.total_iter.max()), "gpu_minutes": g.gpu_minutes.max(),
+               "psnr_Set5": s5.psnr_Set5.iloc[-1] if not s5.empty else np.nan,
+               "psnr_Set5_peak": s5.psnr_Set5.max() if not s5.empty else np.nan,
+               "total_iter_at_psnr_Set5_peak": int(s5.loc[s5.psnr_Set5.idxmax(), "total_iter"]) if not s5.empty else np.nan,
+               "val_psnr": val.val_psnr.iloc[-1] if not val.empty else np.nan,
+               "val_psnr_peak": val.val_psnr.max() if not val.empty else np.nan,
+               "total_iter_at_val_psnr_peak": int(val.loc[val.val_psnr.idxmax(), "total_iter"]) if not val.empty else np.nan,
+               "last_segment_iters": int(g[g.segment == last_seg].total_iter.max() - (before.total_iter.max()
+                                                                                      if not before.empty else 0)),
+               "d_psnr_Set5_last_segment": (s5.psnr_Set5.iloc[-1] - before.psnr_Set5.iloc[-1])
+               if not before.empty and not s5.empty else np.nan}
+        if paper is not None and not paper.empty:
+            pp = paper[(paper.model == row["model"]) & (paper.scale == row["scale"]) & (paper.dataset == "Set5")]
+            row["paper_psnr"] = pp.paper_psnr.iloc[0] if not pp.empty else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def recipe_probe(folder: Path) -> pd.DataFrame:
     """The batch/lr probes (``scripts/gpu_train.sh``, runs named probe-*): Set5 PSNR at each validation
     against the run's GPU seconds (wall time times its share of the group's GPU work)."""

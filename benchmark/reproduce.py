@@ -221,6 +221,7 @@ def step_checkpoints(r: Run) -> None:
     if not curves.empty:
         write_table(curves, r.out / "learning_curves.csv")
         report.fig_learning_curves(curves, r.out / "fig_learning_curves.png", pvo)
+        report.save_table(report.learning_plateau(curves, pvo), r.out, "learning_plateau", floatfmt=".3f")
     probes = report.recipe_probe(r.out / "gpu" / "recipe_probe")
     if not probes.empty:
         write_table(probes, r.out / "recipe_probe.csv")
@@ -330,6 +331,24 @@ def _md(path: Path, max_rows: int | None = None) -> str:
     if max_rows:
         df = df.head(max_rows)
     return df.to_markdown(index=False, floatfmt=".4f") + "\n"
+
+
+def _plateau_summary(path: Path) -> str:
+    """Plain words for the checkpoints whose held-out PSNR peaked well before the end of training."""
+    if not path.is_file():
+        return ""
+    df = read_table(path)
+    lines = []
+    for r in df.itertuples():
+        if pd.isna(r.val_psnr_peak) or r.total_iter_at_val_psnr_peak >= 0.8 * r.total_iter:
+            continue
+        lines.append(f"- {r.checkpoint}: held-out PSNR peaked at {r.val_psnr_peak:.2f} dB after {r.total_iter_at_val_psnr_peak:,} "
+                     f"of {r.total_iter:,} iterations and ended at {r.val_psnr:.2f}; Set5 peaked at {r.psnr_Set5_peak:.2f} "
+                     f"({r.total_iter_at_psnr_Set5_peak:,} iterations), ended at {r.psnr_Set5:.2f} (paper {r.paper_psnr:.2f}).")
+    if not lines:
+        return "No checkpoint's held-out PSNR peaked before the last fifth of its training.\n"
+    return ("Held-out PSNR peaked before the last fifth of training, i.e. more iterations of this recipe on these 291 images "
+            "no longer help (the paper trained on DIV2K's 800 images):\n" + "\n".join(lines) + "\n")
 
 
 def _floor_summary(path: Path) -> str:
@@ -495,6 +514,11 @@ def write_index(out: Path, note: str = "") -> None:
         "graded number) against GPU minutes. Where a curve flattens or turns down while the training loss "
         "still falls, the model has learnt what 291 images teach.\n",
         "![learning curves](fig_learning_curves.png)\n",
+        "Where each one flattens (`learning_plateau.{csv,md,tex}`): the watched Set5 PSNR at the end and at its "
+        "best, the held-out validation PSNR (10 training-set images never trained on) at the end and at its best, "
+        "and what the last segment added.\n",
+        _plateau_summary(out / "learning_plateau.csv"),
+        _md(out / "learning_plateau.csv"),
         "### Batch and learning rate, chosen by PSNR per GPU-second — `recipe_probe.csv`\n",
         "Two AWSRN-S x4 runs from scratch in the same GPU group (`scripts/gpu_train.sh`, runs `probe-*`, logs in "
         "`gpu/recipe_probe/`): batch 16 at lr 1e-3 against batch 64 at lr 2e-3, the same iterations and cosine "

@@ -210,3 +210,16 @@ def test_one_vocabulary_in_flags_and_in_the_columns_of_results():
     stems = {p.stem for p in results.glob("*.csv")}
     for fig in ("awms_weights", "branch_pruning", "branch_pruning_finetune", "learning_curves"):
         assert fig in stems and (results / f"fig_{fig}.png").is_file(), fig
+
+
+def test_learning_plateau_finds_the_peak_and_the_last_segments_gain():
+    curves = pd.DataFrame({
+        "checkpoint": "awsrn-s-x4", "model": "awsrn-s", "segment": [1, 1, 2, 2, 2],
+        "total_iter": [100, 200, 300, 400, 500], "gpu_minutes": [0.1, 0.2, 0.3, 0.4, 0.5],
+        "val_psnr": [20.0, 21.0, 22.0, 21.5, 21.2], "psnr_Set5": [25.0, 26.0, 27.5, 27.0, 26.9]})
+    paper = pd.DataFrame([{"model": "awsrn-s", "scale": 4, "dataset": "Set5", "paper_psnr": 31.77}])
+    r = report.learning_plateau(curves, paper).iloc[0]
+    assert (r.scale, r.total_iter, r.psnr_Set5, r.psnr_Set5_peak, r.total_iter_at_psnr_Set5_peak) == (4, 500, 26.9, 27.5, 300)
+    assert (r.val_psnr, r.val_psnr_peak, r.total_iter_at_val_psnr_peak) == (21.2, 22.0, 300)
+    assert r.last_segment_iters == 300 and r.d_psnr_Set5_last_segment == pytest.approx(0.9)
+    assert r.paper_psnr == 31.77
