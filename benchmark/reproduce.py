@@ -241,7 +241,9 @@ def step_peers(r: Run) -> None:
 
 def step_latency(r: Run) -> None:
     """CPU latency, 96x96 LR, 1 thread, training and deploy form."""
-    spec = LatencySpec(preset="custom", lr_hw=(96, 96), warmup=3, repeats=r.latency_repeats, threads=1)
+    # the warm-up is never longer than the timed part (a quick run with one repeat warms up once)
+    spec = LatencySpec(preset="custom", lr_hw=(96, 96), warmup=min(3, r.latency_repeats), repeats=r.latency_repeats,
+                       threads=1)
     lat = pd.concat([latency_table(None, (2, 4), spec), latency_table(None, (2, 4), LatencySpec(
         **{**spec.__dict__, "deploy": True}))])
     report.save_table(lat, r.out, "latency_cpu", floatfmt=".2f")
