@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import file_sha256, model_from_checkpoint
+from .checkpoints import model_from_checkpoint
 from .data import (ImageReadError, ImageRef, LRCache, LR_CACHE_VERSION, image_sha256, list_images, model_input,
                    prepare_pair, to_chw)
 from .inference import Runner
@@ -60,7 +60,7 @@ def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str
             with torch.random.fork_rng():      # a model without weights is seeded, so its rows have an identity
                 torch.manual_seed(RANDOM_INIT_SEED)
                 m = create_model(model, scale=scale, weights=weights)
-        wid = file_sha256(weights) if weights else ("none" if name == "bicubic" else f"random-init-seed{RANDOM_INIT_SEED}")
+        wid = m.provenance.sha256 or ("none" if name == "bicubic" else f"random-init-seed{RANDOM_INIT_SEED}")
     if getattr(m, "scale", scale) != scale:
         raise ValueError(f"model {name} is x{m.scale} but x{scale} was asked for")
     if deploy:
