@@ -573,8 +573,8 @@ def write_index(out: Path, note: str = "") -> None:
         _removal_table(out),
         "![pruning with fine-tune](fig_branch_pruning_finetune.png)\n",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
-        "## Training studies — `study_*.csv` (`ITERS=500 scripts/run_studies.sh bam unit lrfu n_lfb`, budget in "
-        "the `iters` column; AWSRN-S x4 from scratch, cosine schedule, T91+BSD200)\n",
+        "## Training studies — `study_*.csv` (`ITERS=500 SEEDS=1,2,3 scripts/run_studies.sh bam unit lrfu n_lfb`, "
+        "budget in the `iters` column, seeds in `seeds`; x4 from scratch, cosine schedule, T91+BSD200)\n",
         "".join(f"### {p.stem}\n\n" + _md(p) + f"\n![{p.stem}](fig_{p.stem}.png)\n"
                 for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
