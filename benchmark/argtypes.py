@@ -65,6 +65,17 @@ def name_list(text: str) -> str:
     return text
 
 
+def subset_of(allowed: tuple[str, ...]):
+    """A comma-separated subset of ``allowed``, as a tuple in the order given."""
+    def parse(text: str) -> tuple[str, ...]:
+        picked = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in picked if t not in allowed]
+        if not picked or bad:
+            raise argparse.ArgumentTypeError(f"expected some of {','.join(allowed)}, got {text!r}")
+        return picked
+    return parse
+
+
 def device(text: str) -> str:
     import re
 

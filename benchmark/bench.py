@@ -36,14 +36,17 @@ def table_path(out: str | Path, name: str, device: str) -> Path:
 
 # the forms timed by ``bench gpu``: (deploy, precision, channels_last, graph); layouts and modes are chosen by
 # measurement, not by habit (fp16 was slower than fp32 for AWSRN-L x4 on an H200 in NCHW)
-LATENCY_FORMS = ((False, "fp32", False, False), (True, "fp32", False, False), (True, "fp32", True, False),
-                 (True, "fp16", False, False), (True, "fp16", True, False), (True, "bf16", True, False),
-                 (True, "fp32", True, True), (True, "fp16", True, True), (True, "bf16", True, True))
+# (deploy, precision, channels_last, graph); the graph forms come early so that a run cut short keeps them
+LATENCY_FORMS = ((False, "fp32", False, False), (True, "fp32", False, False), (True, "fp32", True, True),
+                 (True, "fp16", True, True), (True, "bf16", True, True), (True, "fp16", True, False),
+                 (True, "fp16", False, False), (True, "fp32", True, False), (True, "bf16", True, False))
+STAGES = ("train_throughput", "eval_overhead", "latency")
 
 
 def latency_forms(pattern: str | None, scales, device: str, preset: str = "720p", lr_hw=None, repeats: int = 50,
-                  forms=LATENCY_FORMS) -> pd.DataFrame:
-    """The latency table of every form in ``forms`` (one row per model, scale and form)."""
+                  forms=LATENCY_FORMS, on_form=None) -> pd.DataFrame:
+    """The latency table of every form in ``forms`` (one row per model, scale and form). ``on_form`` gets the
+    rows so far after each form (``bench gpu`` writes them, so an interrupted run keeps what it measured)."""
     from .latency import LatencySpec, latency_table
     frames = []
     for deploy, precision, cl, graph in forms:
@@ -53,24 +56,33 @@ def latency_forms(pattern: str | None, scales, device: str, preset: str = "720p"
                            channels_last=cl, deploy=deploy, repeats=repeats, warmup=max(1, min(10, repeats)),
                            graph=graph)
         frames.append(latency_table(pattern, scales, spec))
+        if on_form is not None:
+            on_form(pd.concat(frames, ignore_index=True))
     return pd.concat(frames, ignore_index=True)
 
 
 def device_check(out: str | Path, data, data_root=None, device: str = "cuda", datasets=("Set5", "Set14", "B100",
                  "Urban100"), pattern: str | None = None, scales=(2, 3, 4), lr_hw=None, latency_repeats: int = 50,
                  eager_iters: int = 300, fast_iters: int = 2000, overrides: dict | None = None,
-                 log=print) -> dict[str, Path]:
+                 log=print, stages=STAGES) -> dict[str, Path]:
     """``bench gpu``: train throughput, evaluate overhead and the latency forms on ``device``, each table
     written as soon as it is measured (an interrupted run keeps what it finished). -> {name: path}."""
     from .results import write_table
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"stages: unknown {sorted(unknown)}, expected some of {', '.join(STAGES)}")
     written = {}
-    stages = (("train_throughput", lambda: train_throughput(data, device, eager_iters=eager_iters,
+    paths = {name: table_path(out, name, device) for name in STAGES}
+    measures = (("train_throughput", lambda: train_throughput(data, device, eager_iters=eager_iters,
                                                             fast_iters=fast_iters, overrides=overrides, log=log)),
               ("eval_overhead", lambda: eval_overhead(datasets, data_root, device)),
-              ("latency", lambda: latency_forms(pattern, scales, device, lr_hw=lr_hw, repeats=latency_repeats)))
-    for name, measure in stages:
+              ("latency", lambda: latency_forms(pattern, scales, device, lr_hw=lr_hw, repeats=latency_repeats,
+                                                on_form=lambda df: write_table(df, paths["latency"]))))
+    for name, measure in measures:
+        if name not in stages:
+            continue
         log(f"== {name} on {device_name(device)}")
-        path = table_path(out, name, device)
+        path = paths[name]
         path.parent.mkdir(parents=True, exist_ok=True)
         write_table(measure(), path)
         written[name] = path

@@ -18,6 +18,7 @@ from .argtypes import int_at_least as _int_at_least
 from .argtypes import name_list as _name_list
 from .argtypes import scale as _scale
 from .argtypes import scales as _scales
+from .argtypes import subset_of as _subset_of
 from .results import emit
 
 
@@ -134,7 +135,7 @@ def cmd_bench(args) -> int:
         lr_hw = _lr_hw(args.lr_size)
         written = bench.device_check(args.out, names(args.data), args.data_root, args.device, names(args.datasets),
                                      args.pattern, args.scales, lr_hw, args.repeats, args.eager_iters,
-                                     args.fast_iters, key_values(args.set), log=log)
+                                     args.fast_iters, key_values(args.set), log=log, stages=args.stages)
         emit(pd.DataFrame([{"table": k, "path": str(v)} for k, v in written.items()]), args.format)
         return 0
     if args.what == "eval-overhead":
@@ -363,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--scales", type=_scales, default=(2, 3, 4), help="latency scales")
     k.add_argument("--lr-size", default=None, help="latency: LR size HxW instead of the 720p preset")
     k.add_argument("--repeats", type=_int_at_least(1), default=50, help="latency repeats per form")
+    stages = ("train_throughput", "eval_overhead", "latency")      # benchmark.bench.STAGES (torch-free here)
+    k.add_argument("--stages", type=_subset_of(stages), default=stages,
+                   help="comma-separated, some of " + ",".join(stages) + " (default: all, in that order)")
     k.add_argument("--out", default="results", help=out_help)
     for name in ("train-throughput", "gpu"):
         k = kinds.choices[name]

@@ -58,3 +58,17 @@ def test_bench_gpu_dry_run_on_the_cpu_writes_its_three_tables(tmp_path, capsys):
     assert list(zip(lat.deploy, lat.precision, lat.channels_last, lat.graph)) == cpu_forms
     assert (lat.latency_ms > 0).all()
     assert set(pd.read_csv(tmp_path / "eval_overhead_cpu.csv").n_images) == {5}
+
+
+def test_bench_gpu_runs_only_the_stages_asked_for(tmp_path, capsys):
+    """``--stages latency`` measures the latency forms alone (the training step was measured elsewhere);
+    an unknown stage is refused with the ones it could be."""
+    assert main(["bench", "gpu", "awsrn-s", "--device", "cpu", "--data", str(tmp_path), "--stages", "latency",
+                 "--scales", "2", "--lr-size", "8x8", "--repeats", "1", "--out", str(tmp_path), "--format", "csv"]) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(printed.table) == ["latency"]
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["latency_cpu.csv"]
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "gpu", "--device", "cpu", "--data", "x", "--stages", "latency,speed"])
+    assert e.value.code == 2
+    assert "expected some of train_throughput,eval_overhead,latency, got 'latency,speed'" in capsys.readouterr().err
