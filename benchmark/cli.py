@@ -78,7 +78,7 @@ def cmd_evaluate(args) -> int:
     res = evaluate(args.model, args.datasets, args.scales, args.protocol, weights=args.weights,
                    self_ensemble=args.self_ensemble, data_root=args.data_root, store=store, device=args.device,
                    tile=args.tile, save_dir=Path(args.out) / "sr" if args.save_images else None,
-                   deploy=args.deploy, progress=not args.quiet)
+                   deploy=args.deploy, progress=not args.quiet, graph=args.graph)
     cols = ["model", "scale", "dataset", "protocol", "psnr", "ssim", "n_images", "self_ensemble", "deploy",
             "forward_s"]
     summary = res.summary[cols] if not res.summary.empty else res.summary
@@ -320,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])
     s.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (the paper's '+')")
     s.add_argument("--deploy", action="store_true", help="evaluate the reparameterized deploy form")
+    s.add_argument("--graph", action="store_true", help="CUDA: replay each forward from a CUDA graph captured per "
+                   "input shape (pays where shapes repeat: tiles)")
     s.add_argument("--data-root", default=None, help="data root (default: $AWSRN_DATA)")
     s.add_argument("--out", default="results", help="results folder; the store lives in <out>/store")
     s.add_argument("--no-store", action="store_true", help="do not read or write the results store")

@@ -204,15 +204,19 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
              weights: str | Path | None = None, self_ensemble: bool = False, data_root=None,
              store: str | Path | ResultStore | None = None, device: str = "cpu", tile: int | None = None,
              save_dir: str | Path | None = None, deploy: bool = False, cache_dir=None,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, graph: bool = False) -> EvalResult:
     """Evaluate a registry name (``'awsrn-s'``, ``'bicubic'``), a module, or a checkpoint (model=None).
 
     Returns per-image rows and per-dataset means. With ``store``, rows already stored for the same
     model, weights, scale, dataset, protocol and options are reused, and each new image is saved as
     soon as it is graded. Stages: build the model per scale (``_model_for``), then per test set
     ``evaluate_set`` (``stored_rows`` -> ``graded_images`` -> a store write per image), then ``summarize``.
+    ``graph`` (CUDA) replays each forward from a CUDA graph captured per input shape (``inference.CUDAGraphs``):
+    the same output, fewer launches where shapes repeat (tiles); rows are keyed as without it.
     """
     t_start = time.perf_counter()
+    if graph and not str(device).startswith("cuda"):
+        raise ValueError(f"graph: a CUDA graph needs device cuda, got {device!r}")
     proto = get_protocol(protocol)
     if isinstance(datasets, str):
         datasets = [d for d in datasets.split(",") if d]
@@ -232,7 +236,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
             # a module handed in without a weights file has no identity to key its rows by
             print(f"note: {name} has no weights file; its rows are not stored", file=sys.stderr)
             run_store = None
-        runner = Runner(net.to(dev).eval(), self_ensemble=self_ensemble, tile=tile)
+        runner = Runner(net.to(dev).eval(), self_ensemble=self_ensemble, tile=tile, graph=graph)
         for ds in datasets:
             refs = list_images(ds, data_root)
             key = RunKey(name, wid, scale, refs[0].dataset, proto, bool(self_ensemble), bool(deploy))

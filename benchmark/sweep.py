@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-EVAL_KEYS = {"model", "scales", "scale", "weights", "datasets", "protocol", "self_ensemble", "deploy", "device", "tile",
+EVAL_KEYS = {"model", "scales", "scale", "weights", "datasets", "protocol", "self_ensemble", "deploy", "graph", "device", "tile",
              "data_root", "threads"}
 RESOURCE_KEYS = {"num_gpus", "num_cpus"}       # Ray resources of the job's task; ignored by the local backend
 TRAIN_ONLY = {"datasets"}                      # graded after training when given
@@ -124,7 +124,7 @@ def _evaluate(params: dict, out: Path, data_root) -> pd.DataFrame:
                    params.get("protocol", "matlab"), weights=params.get("weights"),
                    self_ensemble=bool(params.get("self_ensemble", False)), data_root=params.get("data_root", data_root),
                    store=out / "store", device=params.get("device", "cpu"), tile=params.get("tile"),
-                   deploy=bool(params.get("deploy", False)), progress=False)
+                   deploy=bool(params.get("deploy", False)), graph=bool(params.get("graph", False)), progress=False)
     if res.images.empty:
         why = "; ".join(f"{p}: {w}" for p, w in res.skipped[:3]) or "no image found"
         raise ValueError(f"no image could be graded ({why})")

@@ -201,3 +201,31 @@ def test_deploy_form_evaluates_to_the_same_psnr(tmp_path):
     assert bool(b.summary.deploy.iloc[0]) and not bool(a.summary.deploy.iloc[0])
     assert b.summary.psnr.iloc[0] == pytest.approx(a.summary.psnr.iloc[0], abs=1e-3)
     assert b.summary.ssim.iloc[0] == pytest.approx(a.summary.ssim.iloc[0], abs=1e-5)
+
+
+def test_graph_mode_needs_cuda_and_says_so(tmp_path, capsys):
+    from benchmark.cli import main
+    root = _make_root(tmp_path / "data", n=1)
+    assert main(["evaluate", "--model", "bicubic", "--datasets", "Set5", "--data-root", str(root), "--graph",
+                 "--no-store", "--out", str(tmp_path)]) == 2
+    assert "graph: a CUDA graph needs device cuda, got 'cpu'" in capsys.readouterr().err
+    from benchmark.inference import CUDAGraphs
+    with pytest.raises(ValueError, match="needs a CUDA tensor"):
+        CUDAGraphs(create_model("awsrn-s", scale=2))(torch.rand(1, 3, 8, 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_graph_mode_gives_the_plain_forward_whole_tiled_and_ensembled_on_cuda():
+    """Each forward replayed from a graph of its shape equals the plain forward; tiles of one size share a
+    graph, and no more than ``keep`` graphs are held."""
+    m = randomize(create_model("awsrn-s", scale=2), seed=3).cuda().eval()
+    for tile, ensemble in ((None, False), (16, False), (None, True)):
+        x = torch.rand(1, 3, 40, 48, device="cuda")
+        want, _ = Runner(m, self_ensemble=ensemble, tile=tile)(x)
+        run = Runner(m, self_ensemble=ensemble, tile=tile, graph=True)
+        got, _ = run(x)
+        assert torch.allclose(got, want, atol=1e-5, rtol=0)
+        again, _ = run(torch.flip(x, (-1,)))              # new contents, same shapes: replays, no capture
+        plain, _ = Runner(m, self_ensemble=ensemble, tile=tile)(torch.flip(x, (-1,)))
+        assert torch.allclose(again, plain, atol=1e-5, rtol=0)
+        assert 1 <= len(run.forward.graphs) <= run.forward.keep
