@@ -310,6 +310,6 @@ def latency_vs_floor(latency: pd.DataFrame) -> pd.DataFrame:
         floor = t.floor_ms(gbs, r["precision"])
         rows.append({"model": r["model"], "scale": r["scale"], "device": r["device"], "lr_h": r["lr_h"],
                      "lr_w": r["lr_w"], "precision": r["precision"], "deploy": r["deploy"], "channels_last": cl,
-                     "latency_ms": r["latency_ms"], "traffic_mb": t.bytes(r["precision"]) / 1e6,
+                     "graph": bool(r.get("graph", False)), "latency_ms": r["latency_ms"], "traffic_mb": t.bytes(r["precision"]) / 1e6,
                      "bandwidth_gbs": gbs, "floor_ms": floor, "x_floor": r["latency_ms"] / floor})
     return pd.DataFrame(rows)

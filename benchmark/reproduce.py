@@ -353,13 +353,29 @@ def _plateau_summary(path: Path) -> str:
             "no longer help (the paper trained on DIV2K's 800 images):\n" + "\n".join(lines) + "\n")
 
 
+def _latest(folder: Path, stem: str) -> Path:
+    """``<stem>.csv`` or its highest-numbered ``<stem>_N.csv`` (each GPU call adds one)."""
+    def number(p: Path) -> int:
+        tail = p.stem[len(stem):].lstrip("_")
+        return int(tail) if tail.isdigit() else 0
+    found = sorted(folder.glob(f"{stem}*.csv"), key=number)
+    return found[-1] if found else folder / f"{stem}.csv"
+
+
 def _floor_summary(path: Path) -> str:
     if not path.is_file():
         return "_(no GPU latency record)_\n"
     df = read_table(path)
+    if "graph" not in df:
+        df["graph"] = False
     df = df[df.model.isin(["awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l"]) & df.scale.isin([2, 4])]
-    return df[["model", "scale", "precision", "deploy", "latency_ms", "traffic_mb", "floor_ms", "x_floor"]].to_markdown(
-        index=False, floatfmt=".3f") + "\n"
+    cols = ["model", "scale", "precision", "deploy", "channels_last", "graph", "latency_ms", "traffic_mb", "floor_ms",
+            "x_floor"]
+    # the forms that tell the story: training form, deploy form, and each with the CUDA graph
+    shown = df[~(df.channels_last & ~df.graph) & (df.precision != "bf16")]
+    fastest = df.loc[df.groupby(["model", "scale"]).latency_ms.idxmin(), cols]
+    return (shown[cols].to_markdown(index=False, floatfmt=".3f") + "\n\nThe fastest measured form of each model and "
+            "scale (layouts picked by measurement):\n\n" + fastest.to_markdown(index=False, floatfmt=".3f") + "\n")
 
 
 def _pruning_summary(path: Path) -> str:
@@ -547,9 +563,16 @@ def write_index(out: Path, note: str = "") -> None:
         "`awsrn-bench bench train-throughput` inside `scripts/gpu_train.sh`: AWSRN-S x4, batch 16, 48 px, the eager "
         "step and the fast step side by side in one process on one GPU.\n",
         _md(out / "gpu" / "train_throughput_gpu.csv"),
-        "All 13 runs trained together in one process, one CUDA stream each (`awsrn-bench train-group`): solo "
-        "it/s of each run, the group's it/s, and the group's speed-up over training them one after another.\n",
-        _md(out / "gpu" / "train_group_gpu.csv"),
+        "The latest group run (`gpu/train_group_gpu*.csv`, one per GPU call): the runs trained together in one "
+        "process, one CUDA stream each (`awsrn-bench train-group`): solo it/s of each run, the group's it/s, and the "
+        "group's speed-up over training them one after another.\n",
+        _md(_latest(out / "gpu", "train_group_gpu")),
+        "## Evaluate overhead — `eval_overhead_cpu.csv`, `gpu/eval_overhead_gpu.csv`\n",
+        "`awsrn-bench bench eval-overhead`: AWSRN-S x2 (random weights), `evaluate()`'s wall time over the sum of "
+        "its forward times, with a cold and a warm LR cache (the GPU run graded Set5, Set14 and B100: Urban100's "
+        "94 MB cannot travel to the GPU machine with the rest).\n",
+        _md(out / "eval_overhead_cpu.csv"),
+        _md(out / "gpu" / "eval_overhead_gpu.csv"),
         "## Latency\n", "CPU, 96x96 LR, 1 thread: `latency_cpu.{csv,md,tex}`. GPU (NVIDIA H200, 720p preset): "
         "`gpu/latency_gpu.csv`. Training vs deploy vs super-image (CPU, 720p): `latency_side_by_side.{csv,md}`.\n",
         "Each GPU row against the memory-traffic floor of its forward (`latency_floor.{csv,md,tex}`: bytes read and "
