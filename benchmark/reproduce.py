@@ -567,6 +567,11 @@ def write_index(out: Path, note: str = "") -> None:
         "process, one CUDA stream each (`awsrn-bench train-group`): solo it/s of each run, the group's it/s, and the "
         "group's speed-up over training them one after another.\n",
         _md(_latest(out / "gpu", "train_group_gpu")),
+        "## What bf16 training costs — `bf16_training_check.csv`\n",
+        "`python scripts/bf16_check.py --data-root ../shared/data` (CPU): one checkpoint continued twice from the same "
+        "state with the same patches, in float32 and under bf16 autocast (float32 master weights); `d_*` = bf16 "
+        "minus float32. The GPU training run uses bf16 with channels_last since this check.\n",
+        _md(out / "bf16_training_check.csv"),
         "## Evaluate overhead — `eval_overhead_cpu.csv`, `gpu/eval_overhead_gpu.csv`\n",
         "`awsrn-bench bench eval-overhead`: AWSRN-S x2 (random weights), `evaluate()`'s wall time over the sum of "
         "its forward times, with a cold and a warm LR cache (the GPU run graded Set5, Set14 and B100: Urban100's "

@@ -692,8 +692,8 @@ class Trainer:
         wall = self.wall_s()
         return {"segment": len(self.segments) + 1, "model": cfg.model, "iters": self.it, "lr": cfg.lr,
                 "schedule": cfg.schedule, "batch": cfg.batch, "patch": cfg.patch, "seed": cfg.seed,
-                "device": device_name(self.device), "fast": cfg.fast, "graph": self.use_graph,
-                "wall_s": wall, "concurrent": self.concurrent,
+                "device": device_name(self.device), "fast": cfg.fast, "graph": self.use_graph, "amp": cfg.amp,
+                "channels_last": cfg.channels_last, "wall_s": wall, "concurrent": self.concurrent,
                 "gpu_s": wall * self.gpu_share if self.device.type == "cuda" else 0.0,
                 "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d")}
 

@@ -16,6 +16,9 @@ DATA=.gpu/data/train/T91,.gpu/data/train/BSD200
 RUNS=${RUNS:-awsrn-s:4,awsrn-s:3,awsrn-s:2,awsrn-sd:4,awsrn-sd:3,awsrn-sd:2,awsrn-m:4,awsrn-m:3,awsrn-m:2,awsrn-l:4,awsrn-l:3,awsrn-l:2,awsrn-l:8:40}
 CONTINUE_FROM=${CONTINUE_FROM:-checkpoints}   # a second call on the warm machine: runs_prev (see README)
 VAL_EVERY=${VAL_EVERY:-2500}
+# bf16 autocast + channels_last: 1.49x the fp32 graph step on an H200 (results/gpu/train_throughput_gpu.csv) for
+# at most 0.0012 dB late in training (results/bf16_training_check.csv); PRECISION="--amp none" trains in fp32
+PRECISION=${PRECISION:---amp bf16 --channels-last}
 SPEED_ITERS=${SPEED_ITERS:-2000}
 t_start=$(date +%s)
 exec > >(tee "$OUT/gpu_train.log") 2>&1
@@ -36,7 +39,7 @@ left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
 echo "== 2. train $RUNS together for ${left}s (set-up included)"
 timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
   --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 $GRAPH_FLAG --quiet
+  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 $PRECISION $GRAPH_FLAG --quiet
 rc=$?
 echo "train-group rc $rc"
 if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
@@ -45,7 +48,7 @@ if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
   rm -rf runs
   timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
     --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --no-graph --quiet
+    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 $PRECISION --no-graph --quiet
 fi
 
 echo "== 3. pack"
