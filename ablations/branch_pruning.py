@@ -206,7 +206,7 @@ def add_arguments(parser) -> None:
 def add_backend_arguments(parser) -> None:
     """The trainings go through `awsrn-bench sweep`: locally or as Ray tasks."""
     from benchmark.argtypes import int_at_least
-    parser.add_argument("--backend", default="local", choices=["local", "ray"])
+    parser.add_argument("--backend", default="local", choices=["local", "ray", "group"])
     parser.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
     parser.add_argument("--workers", type=int_at_least(1), default=None, help="local Ray: trainings at once")
     parser.add_argument("--gpus-per-job", type=float, default=None,

@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="run the evaluate/train jobs of a YAML or JSON spec, locally or on Ray")
     s.add_argument("spec", help="file with a list 'jobs'; each has kind: evaluate|train and that command's keys")
-    s.add_argument("--backend", default="local", choices=["local", "ray"])
+    s.add_argument("--backend", default="local", choices=["local", "ray", "group"])
     s.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray)")
     s.add_argument("--workers", type=_int_at_least(1), default=None, help="local Ray: CPUs, i.e. jobs at once")
     s.add_argument("--out", default="results", help="results folder; the store and the ledger live in <out>/store")

@@ -4,7 +4,9 @@ A spec (YAML or JSON) holds ``jobs``; each job is ``kind: evaluate`` or ``kind: 
 that subcommand (``model``, ``scales`` (or one ``scale``), ``weights``, ``datasets``, ``protocol``, ...; for train the
 ``TrainConfig`` fields: ``iters``, ``data``, ``batch``, ...). The engine is Ray's (``--backend ray``: one task
 per job, a local Ray by default, ``--address`` joins a cluster, ``num_gpus`` lets small models share a card);
-``--backend local`` runs the same jobs one after another without Ray. This module only turns jobs into calls
+``--backend local`` runs the same jobs one after another without Ray; ``--backend group`` trains the train jobs
+together in this process (``train.train_group``: one CUDA stream each, so small models share one GPU where Ray is
+not installed), then runs every job as the local backend does. This module only turns jobs into calls
 of ``evaluate()``/``train()`` and keeps a ledger so that:
 
 * results go into the same store with the same keys as the subcommands (``<out>/store``);
@@ -131,8 +133,9 @@ def _evaluate(params: dict, out: Path, data_root) -> pd.DataFrame:
     return res.summary.reindex(columns=EVAL_COLUMNS)
 
 
-def _train(params: dict, out: Path, data_root) -> pd.DataFrame:
-    from .train import TrainConfig, train
+def _train_config(params: dict, out: Path, data_root):
+    """A train job's ``TrainConfig`` and the test sets it is graded on afterwards (or None)."""
+    from .train import TrainConfig
     p = dict(params)
     datasets = p.pop("datasets", None)
     p["data"] = tuple(p["data"])
@@ -140,7 +143,14 @@ def _train(params: dict, out: Path, data_root) -> pd.DataFrame:
         p["monitor"] = tuple(p["monitor"])
     p.setdefault("out", str(out / "runs" / f"{p.get('model', 'awsrn-s')}-x{p.get('scale', 4)}"))
     p.setdefault("data_root", data_root)
-    summary = train(TrainConfig(**p), resume=True, progress=False)   # a finished run is left as it is
+    return TrainConfig(**p), datasets
+
+
+def _train(params: dict, out: Path, data_root) -> pd.DataFrame:
+    from .train import train
+    cfg, datasets = _train_config(params, out, data_root)
+    p = dataclasses.asdict(cfg)
+    summary = train(cfg, resume=True, progress=False)   # a finished run is left as it is
     row = {"model": p.get("model", "awsrn-s"), "scale": p.get("scale", 4), "dataset": "", "out": summary["out"],
            "iters": summary["iters"]}
     if not datasets:
@@ -188,6 +198,37 @@ def _run_local(jobs: list[Job], out: Path, data_root) -> list[dict]:
     return [run_job(j, out, data_root) for j in jobs]
 
 
+def _run_group(jobs: list[Job], out: Path, data_root) -> list[dict]:
+    """Train the unfinished train jobs together (one process, one CUDA stream each, every run to its own
+    ``iters``), then run every job as the local backend does: each train job finds its run finished and is
+    graded and recorded in the ledger as usual. If the group fails (one bad job stops it), the jobs run one by
+    one instead, so the bad one is reported with its cause and the others still train."""
+    from .train import _finished, train_group
+    from .results import ResultStore
+    store = ResultStore(out / "store")
+    cfgs = []
+    for j in jobs:
+        if j.kind != "train" or not store.read_run("sweep", {"job": j.job_id()}).empty:
+            continue
+        try:
+            cfg, _ = _train_config(j.params, out, data_root)
+        except (TypeError, ValueError):
+            continue                    # run_job reports it with its cause
+        if _finished(cfg) is None and cfg.out not in {c.out for c in cfgs}:
+            cfgs.append(cfg)
+    if cfgs:
+        lock_path = out / "store" / "sweep" / "group.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)      # a second group sweep waits, then finds the runs finished
+            try:
+                train_group([c for c in cfgs if _finished(c) is None], resume=True)
+            except Exception as exc:             # noqa: BLE001  the jobs retry one by one below
+                print(f"the group training stopped ({type(exc).__name__}: {exc}); training the jobs one by one",
+                      file=sys.stderr)
+    return _run_local(jobs, out, data_root)
+
+
 def _run_ray(jobs: list[Job], out: Path, data_root, address: str | None, workers: int | None) -> list[dict]:
     try:
         import ray
@@ -225,8 +266,10 @@ def sweep(spec: str | Path | list[Job], out: str | Path = "results", backend: st
         outcomes = _run_local(jobs, out, data_root)
     elif backend == "ray":
         outcomes = _run_ray(jobs, out, data_root, address, workers)
+    elif backend == "group":
+        outcomes = _run_group(jobs, out, data_root)
     else:
-        raise SpecError(f"--backend must be local or ray, got {backend!r}")
+        raise SpecError(f"--backend must be local, ray or group, got {backend!r}")
     outcomes.sort(key=lambda o: o["index"])
     rows = [r for o in outcomes for r in o["rows"]]
     return pd.DataFrame(rows), outcomes

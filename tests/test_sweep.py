@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import skimage
 from PIL import Image
 
@@ -125,3 +126,54 @@ def test_ray_backend_gives_the_local_backends_rows(tmp_path, capsys):
     for n in names("local"):
         a, b = (pd.read_csv(tmp_path / d / "store/eval" / n) for d in ("local", "ray"))
         pd.testing.assert_series_equal(a.psnr, b.psnr)
+
+
+def test_group_backend_trains_the_jobs_together_and_gives_the_local_backends_results(tmp_path, capsys):
+    """--backend group: the train jobs trained in one process (train_group), then graded and recorded as the
+    local backend does; each run reaches the same weights as when trained alone; a rerun trains nothing."""
+    from safetensors.torch import load_file
+    d = tmp_path / "train"
+    d.mkdir()
+    for i in range(4):
+        Image.fromarray(skimage.data.astronaut()[i * 60:i * 60 + 96, :96]).save(d / f"t{i}.png")
+    tiny = {"n_feats": 8, "block_feats": 16, "n_awru": 1}
+
+    def jobs(root):
+        return [{"kind": "train", "model": m, "scale": 2, "data": [str(d)], "iters": 3, "batch": 2, "patch": 12,
+                 "val_images": 1, "val_every": 3, "ckpt_every": 3, "seed": seed, "overrides": tiny,
+                 "out": str(root / f"{m}-{seed}"), "datasets": ["skimage"]}
+                for m, seed in (("awsrn-s", 1), ("awsrn-s-bam", 2))] + [JOBS[0]]
+    results = {}
+    for backend in ("local", "group"):
+        spec = _spec(tmp_path, jobs(tmp_path / backend), name=f"{backend}.json")
+        assert main(["sweep", str(spec), "--out", str(tmp_path / f"o-{backend}"), "--backend", backend,
+                     "--format", "csv"]) == 0
+        printed = capsys.readouterr()
+        results[backend] = pd.read_csv(io.StringIO(printed.out)).drop(columns=["forward_s"])
+        assert "3 jobs: 3 ran, 0 reused from the ledger, 0 failed" in printed.err
+    pd.testing.assert_frame_equal(results["local"], results["group"])
+    for run in ("awsrn-s-1", "awsrn-s-bam-2"):
+        a, b = (load_file(tmp_path / backend / run / "model.safetensors") for backend in ("local", "group"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run
+    stamp = (tmp_path / "group" / "awsrn-s-1" / "model.safetensors").stat().st_mtime_ns
+    spec = _spec(tmp_path, jobs(tmp_path / "group"), name="group.json")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o-group"), "--backend", "group", "--format", "csv"]) == 0
+    assert "3 reused from the ledger" in capsys.readouterr().err
+    assert (tmp_path / "group" / "awsrn-s-1" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_group_backend_reports_a_bad_train_job_and_still_trains_the_others(tmp_path, capsys):
+    d = tmp_path / "train"
+    d.mkdir()
+    for i in range(4):
+        Image.fromarray(skimage.data.astronaut()[i * 60:i * 60 + 96, :96]).save(d / f"t{i}.png")
+    job = {"kind": "train", "scale": 2, "data": [str(d)], "iters": 2, "batch": 2, "patch": 12, "val_images": 1,
+           "val_every": 2, "ckpt_every": 2, "overrides": {"n_feats": 8, "block_feats": 16, "n_awru": 1}}
+    spec = _spec(tmp_path, [{**job, "model": "awsrn-nope", "out": str(tmp_path / "bad")},
+                            {**job, "model": "awsrn-s", "out": str(tmp_path / "good")}])
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--backend", "group", "--format", "csv"]) == 1
+    err = capsys.readouterr().err
+    assert "training the jobs one by one" in err
+    assert "job 0 (train: scale=2, model=awsrn-nope) failed: KeyError: \"unknown model 'awsrn-nope'" in err
+    assert "2 jobs: 1 ran, 0 reused from the ledger, 1 failed" in err
+    assert (tmp_path / "good" / "model.safetensors").is_file()
