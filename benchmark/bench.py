@@ -73,11 +73,16 @@ def device_check(out: str | Path, data, data_root=None, device: str = "cuda", da
         raise ValueError(f"stages: unknown {sorted(unknown)}, expected some of {', '.join(STAGES)}")
     written = {}
     paths = {name: table_path(out, name, device) for name in STAGES}
+
+    def write(name):            # each table rewritten as it grows: a run cut short keeps what it measured
+        return lambda df: write_table(df, paths[name])
+
     measures = (("train_throughput", lambda: train_throughput(data, device, eager_iters=eager_iters,
-                                                            fast_iters=fast_iters, overrides=overrides, log=log)),
+                                                            fast_iters=fast_iters, overrides=overrides, log=log,
+                                                            on_row=write("train_throughput"))),
               ("eval_overhead", lambda: eval_overhead(datasets, data_root, device)),
               ("latency", lambda: latency_forms(pattern, scales, device, lr_hw=lr_hw, repeats=latency_repeats,
-                                                on_form=lambda df: write_table(df, paths["latency"]))))
+                                                on_form=write("latency"))))
     for name, measure in measures:
         if name not in stages:
             continue
@@ -152,9 +157,10 @@ def _rate(cfg, warmup: int, timed: int) -> float:
 
 
 def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: int = 4, eager_iters: int = 300,
-                     fast_iters: int = 2000, overrides: dict | None = None, log=print) -> pd.DataFrame:
+                     fast_iters: int = 2000, overrides: dict | None = None, log=print, on_row=None) -> pd.DataFrame:
     """One row per configuration: it/s and patches/s over the timed iterations (after untimed warm-up), the
-    speed-up over eager; on CUDA also whether the graph step equals the eager step."""
+    speed-up over eager; on CUDA also whether the graph step equals the eager step. ``on_row`` gets the table
+    so far after each configuration (so a run cut short keeps what it measured)."""
     from .train import TrainConfig
     tmp = tempfile.mkdtemp()
     base = TrainConfig(model=model, scale=scale, data=tuple(data), out=f"{tmp}/run", iters=10**7, val_every=10**9,
@@ -171,7 +177,11 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
                ("fast, bf16", dict(fast=True, amp="bf16"), fast_iters),
                ("fast, bf16, channels_last", dict(fast=True, amp="bf16", channels_last=True), fast_iters),
                ("fast, channels_last", dict(fast=True, channels_last=True), fast_iters),
-               ("fast, batch 64", dict(fast=True, batch=64), fast_iters // 2)]
+               ("fast, batch 64", dict(fast=True, batch=64), fast_iters // 2),
+               # the issue's other way to static shapes: torch.compile's own CUDA graphs (Adam outside them);
+               # last, since compiling takes a while
+               ("fast, compile reduce-overhead", dict(fast=True, compile=True, compile_mode="reduce-overhead"),
+                fast_iters)]
     if not cuda:
         configs = configs[:2]
     rows = []
@@ -187,6 +197,12 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
             row.update(it_per_s=float("nan"), patches_per_s=float("nan"), error=f"{type(exc).__name__}: {exc}"[:300])
         rows.append(row)
         log(rows[-1])
+        if on_row is not None:
+            on_row(_throughput_table(rows, check))
+    return _throughput_table(rows, check)
+
+
+def _throughput_table(rows: list[dict], check: dict | None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["speedup_it_vs_eager"] = df.it_per_s / df.it_per_s.iloc[0]
     df["speedup_patches_vs_eager"] = df.patches_per_s / df.patches_per_s.iloc[0]

@@ -143,8 +143,12 @@ def cmd_bench(args) -> int:
         cols = ["lr_cache", "n_images", "wall_s", "forward_s", "wall_over_forward", "device", "threads"]
         name = "eval_overhead"
     else:
+        path = bench.table_path(_out_dir(args.out), "train_throughput", args.device) if args.out else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         df = bench.train_throughput(names(args.data), args.device, args.model, args.scale, args.eager_iters,
-                                    args.fast_iters, overrides=key_values(args.set), log=log)
+                                    args.fast_iters, overrides=key_values(args.set), log=log,
+                                    on_row=(lambda d: write_table(d, path)) if path is not None else None)
         cols = [c for c in df.columns if c not in ("model", "scale", "torch_version")]
         name = "train_throughput"
     if args.out:

@@ -74,6 +74,8 @@ class TrainConfig:
     amp: str = _opt("none", "mixed precision of the eager step", choices=("none", "bf16", "fp16"))
     channels_last: bool = _opt(False, "NHWC activations")
     compile: bool = _opt(False, "torch.compile the model")
+    compile_mode: str = _opt("default", "the torch.compile mode with --compile (reduce-overhead: its own CUDA graphs)",
+                             choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     fast: bool = _opt(True, "the fast step: batched patch sampler + fused Adam (+ CUDA graph on CUDA); without it "
                             "the eager step (per-patch sampling loop, unfused Adam), for comparison")
     graph: bool = _opt(True, "with the fast step on CUDA, capture forward + backward + Adam as a CUDA graph")
@@ -567,7 +569,7 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
         if cfg.compile:
-            self.net = torch.compile(self.net)
+            self.net = torch.compile(self.net, mode=cfg.compile_mode)
 
     def _load_data(self) -> None:
         cfg = self.cfg
