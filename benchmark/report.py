@@ -140,11 +140,17 @@ def learning_curves(checkpoints: dict) -> pd.DataFrame:
         for seg in segs:
             k = int(seg["segment"])
             share = (float(seg["gpu_s"]) / float(seg["wall_s"])) if seg.get("wall_s") else 0.0
-            part = log[(log.segment == k)].dropna(subset=["val_psnr"])
+            seg_log = log[log.segment == k]
+            part = seg_log.dropna(subset=["val_psnr"])
+            since = -1
             for _, r in part.iterrows():
                 wall = r["wall_s"] if "wall_s" in r and not pd.isna(r["wall_s"]) else np.nan
+                # the training loss over the interval since the previous validation (one logged value is noisy)
+                interval = seg_log[(seg_log.total_iter > since) & (seg_log.total_iter <= r["total_iter"])]
+                since = r["total_iter"]
                 rows.append({"checkpoint": label, "model": seg.get("model"), "segment": k,
                              "total_iter": int(r["total_iter"]), "gpu_minutes": (offset + wall * share) / 60,
+                             "loss": interval["loss"].mean() if "loss" in interval else np.nan,
                              "val_psnr": r["val_psnr"], "psnr_Set5": r.get("psnr_Set5", np.nan),
                              "device": seg.get("device"), "concurrent": seg.get("concurrent")})
             offset += float(seg.get("gpu_s") or 0.0)
@@ -155,7 +161,9 @@ def learning_plateau(curves: pd.DataFrame, paper: pd.DataFrame | None = None) ->
     """Where each checkpoint's training flattens, from its learning curve: the watched Set5 PSNR at the end
     and at its best (and when), the held-out validation PSNR at the end and at its best (a best well before
     the end while the lr still anneals means the model has learnt what the training images teach), and
-    what the last segment added. ``paper_psnr`` is the paper's Set5 number for the same model and scale."""
+    what the last segment added. ``paper_psnr`` is the paper's Set5 number for the same model and scale.
+    ``d_loss_pct_after_val_peak``: how much the training loss fell from the held-out peak to the end (a falling
+    training loss with a flat held-out PSNR is a model fitting its training images, not the task)."""
     rows = []
     for label, g in curves.groupby("checkpoint", sort=True):
         g = g.sort_values("total_iter")
@@ -174,6 +182,9 @@ def learning_plateau(curves: pd.DataFrame, paper: pd.DataFrame | None = None) ->
                                                                                       if not before.empty else 0)),
                "d_psnr_Set5_last_segment": (s5.psnr_Set5.iloc[-1] - before.psnr_Set5.iloc[-1])
                if not before.empty and not s5.empty else np.nan}
+        if "loss" in val and not val.empty:
+            at_peak, end = val.loc[val.val_psnr.idxmax(), "loss"], val.loss.iloc[-1]
+            row.update(loss_at_val_psnr_peak=at_peak, loss=end, d_loss_pct_after_val_peak=100 * (end / at_peak - 1))
         if paper is not None and not paper.empty:
             pp = paper[(paper.model == row["model"]) & (paper.scale == row["scale"]) & (paper.dataset == "Set5")]
             row["paper_psnr"] = pp.paper_psnr.iloc[0] if not pp.empty else np.nan

@@ -344,8 +344,10 @@ def _plateau_summary(path: Path) -> str:
     for r in df.itertuples():
         if pd.isna(r.val_psnr_peak) or r.total_iter_at_val_psnr_peak >= 0.8 * r.total_iter:
             continue
+        loss = (f" while the training loss moved {r.d_loss_pct_after_val_peak:+.1f}%"
+                if not pd.isna(getattr(r, "d_loss_pct_after_val_peak", np.nan)) else "")
         lines.append(f"- {r.checkpoint}: held-out PSNR peaked at {r.val_psnr_peak:.2f} dB after {r.total_iter_at_val_psnr_peak:,} "
-                     f"of {r.total_iter:,} iterations and ended at {r.val_psnr:.2f}; Set5 peaked at {r.psnr_Set5_peak:.2f} "
+                     f"of {r.total_iter:,} iterations and ended at {r.val_psnr:.2f}{loss}; Set5 peaked at {r.psnr_Set5_peak:.2f} "
                      f"({r.total_iter_at_psnr_Set5_peak:,} iterations), ended at {r.psnr_Set5:.2f} (paper {r.paper_psnr:.2f}).")
     if not lines:
         return "No checkpoint's held-out PSNR peaked before the last fifth of its training.\n"

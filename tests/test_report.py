@@ -216,10 +216,29 @@ def test_learning_plateau_finds_the_peak_and_the_last_segments_gain():
     curves = pd.DataFrame({
         "checkpoint": "awsrn-s-x4", "model": "awsrn-s", "segment": [1, 1, 2, 2, 2],
         "total_iter": [100, 200, 300, 400, 500], "gpu_minutes": [0.1, 0.2, 0.3, 0.4, 0.5],
-        "val_psnr": [20.0, 21.0, 22.0, 21.5, 21.2], "psnr_Set5": [25.0, 26.0, 27.5, 27.0, 26.9]})
+        "val_psnr": [20.0, 21.0, 22.0, 21.5, 21.2], "psnr_Set5": [25.0, 26.0, 27.5, 27.0, 26.9],
+        "loss": [0.05, 0.04, 0.035, 0.034, 0.0315]})
     paper = pd.DataFrame([{"model": "awsrn-s", "scale": 4, "dataset": "Set5", "paper_psnr": 31.77}])
     r = report.learning_plateau(curves, paper).iloc[0]
     assert (r.scale, r.total_iter, r.psnr_Set5, r.psnr_Set5_peak, r.total_iter_at_psnr_Set5_peak) == (4, 500, 26.9, 27.5, 300)
     assert (r.val_psnr, r.val_psnr_peak, r.total_iter_at_val_psnr_peak) == (21.2, 22.0, 300)
     assert r.last_segment_iters == 300 and r.d_psnr_Set5_last_segment == pytest.approx(0.9)
     assert r.paper_psnr == 31.77
+    assert (r.loss_at_val_psnr_peak, r.loss) == (0.035, 0.0315) and r.d_loss_pct_after_val_peak == pytest.approx(-10.0)
+
+
+def test_learning_curves_carry_the_training_loss_of_each_validation_interval(tmp_path):
+    """A validation row's loss is the mean of the logged losses since the previous validation (per segment)."""
+    import json
+    ck = tmp_path / "awsrn-s-x4"
+    ck.mkdir()
+    (ck / "recipe.json").write_text(json.dumps({"segments": [
+        {"segment": 1, "model": "awsrn-s", "gpu_s": 10.0, "wall_s": 10.0},
+        {"segment": 2, "model": "awsrn-s", "gpu_s": 5.0, "wall_s": 10.0}]}))
+    pd.DataFrame({"iter": [1, 2, 3, 4, 1, 2], "segment": [1, 1, 1, 1, 2, 2], "total_iter": [1, 2, 3, 4, 5, 6],
+                  "loss": [0.4, 0.2, 0.3, 0.1, 0.06, 0.02], "wall_s": [1, 2, 3, 4, 2, 4],
+                  "val_psnr": [None, 20.0, None, 21.0, None, 22.0]}).to_csv(ck / "train_log.csv", index=False)
+    curves = report.learning_curves({"awsrn-s-x4": ck / "model.safetensors"})
+    assert curves.total_iter.tolist() == [2, 4, 6]
+    assert curves.loss.tolist() == pytest.approx([0.3, 0.2, 0.04])
+    assert curves.gpu_minutes.tolist() == pytest.approx([2 / 60, 4 / 60, (10 + 4 * 0.5) / 60])
