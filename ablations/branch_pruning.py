@@ -9,6 +9,7 @@ from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -36,14 +37,15 @@ def pareto(df: pd.DataFrame, cost: str = "multi_adds_g", gain: str = "psnr") -> 
 def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_root=None, finetune_iters: int = 0,
         train_data=(), latency_lr=(64, 64), out_dir: str | None = None, backend: str = "local",
         address: str | None = None, workers: int | None = None, gpus_per_job: float | None = None,
-        store=None, subsets=None, **train_kw) -> pd.DataFrame:
+        store=None, subsets=None, curve_points: int = 10, **train_kw) -> pd.DataFrame:
     """Rows per subset, arm ('none', 'finetune-N') and dataset; ``train_kw`` goes to the fine-tune's
     ``TrainConfig`` (batch, patch, seed, ...); the fine-tunes are submitted as ``benchmark.sweep`` jobs
     (``backend='ray'``: in parallel). With ``store`` the per-image rows go into the results store, keyed
     by the pruned model's name and the weights it was made from, so a rerun reads them back. ``subsets``
     (default all 15) limits the study; the full set is always included, as the deltas' reference. Each ``d_psnr`` against the full model of the same arm comes
     with ``ci_low``/``ci_high`` (95% paired bootstrap over the images) and ``p`` (Wilcoxon signed-rank)."""
-    from benchmark.checkpoints import file_sha256, read_checkpoint
+    from ablations.training_studies import curve_schedule
+    from benchmark.checkpoints import read_checkpoint
     from benchmark.complexity import awms_subset_multi_adds, count_params
     from benchmark.evaluate import evaluate
     from benchmark.latency import LatencySpec, measure
@@ -60,10 +62,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         subsets.append(tuple(AWMS_KERNELS))
 
     def tune_dir(sub) -> Path:
-        # keyed by the checkpoint's content: a retrained checkpoint never reuses old fine-tunes
-        return (Path(out_dir or "runs") / "prune"
-                / f"{Path(checkpoint).resolve().parent.name}-{file_sha256(checkpoint)[:12]}"
-                / f"awms{''.join(map(str, sub))}-{finetune_iters}it")
+        return finetune_dir(checkpoint, sub, finetune_iters, out_dir, train_kw)
 
     if finetune_iters:
         # the full set is fine-tuned too: it is the control that the fine-tuned subsets are measured against
@@ -71,7 +70,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         device = train_kw.get("device", "cpu")
         jobs = [Job(i, "train", {"model": variant or "awsrn-s", "scale": cfg.scale, "data": list(train_data),
                                  "out": str(tune_dir(sub)), "iters": finetune_iters, "lr": 1e-4, "schedule": "cosine",
-                                 "val_every": finetune_iters, "log_every": max(1, finetune_iters // 10),
+                                 **curve_schedule(finetune_iters, curve_points),
                                  "ckpt_every": finetune_iters, "init_from": str(checkpoint),
                                  "overrides": {**structure, "awms_kernels": sub}, **train_kw},
                     num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
@@ -114,6 +113,37 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     df["pareto"] = False
     for (ds, mode), g in df.groupby(["dataset", "retrain"]):
         df.loc[g.index, "pareto"] = pareto(g)
+    if finetune_iters:
+        df = add_separation(df, read_finetune_curves(checkpoint, subsets, finetune_iters, out_dir, train_kw))
+    return df
+
+
+def finetune_dir(checkpoint, sub, finetune_iters: int, out_dir=None, recipe: dict | None = None) -> Path:
+    """Keyed by the checkpoint's content (a retrained checkpoint never reuses old fine-tunes), the subset,
+    the budget and the recipe keys that differ from the defaults (``benchmark.train.run_tag``)."""
+    from benchmark.checkpoints import file_sha256
+    from benchmark.train import run_tag
+    return (Path(out_dir or "runs") / "prune" / f"{Path(checkpoint).resolve().parent.name}-{file_sha256(checkpoint)[:12]}"
+            / f"awms{''.join(map(str, sub))}-{finetune_iters}it{run_tag(recipe or {})}")
+
+
+def read_finetune_curves(checkpoint, subsets, finetune_iters: int, out_dir=None, recipe: dict | None = None):
+    """Each fine-tune's held-out learning curve: one row per (kernels, iter), ``seed`` from its recipe."""
+    from ablations.training_studies import read_curves
+    runs = [("".join(map(str, sub)), {}, (recipe or {}).get("seed", 1),
+             finetune_dir(checkpoint, sub, finetune_iters, out_dir, recipe)) for sub in subsets]
+    return read_curves(runs).rename(columns={"model": "kernels"})
+
+
+def add_separation(df: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """The fine-tuned rows get ``separated_at_iter``, ``points_separated`` and ``d_val_final``: when each
+    subset's held-out curve parted from the fine-tuned full model's (``benchmark.stats.separation``)."""
+    from benchmark.stats import separation
+    sep = separation(curves, "3579", key="kernels").set_index("kernels")
+    tuned = df.retrain != "none"
+    for col in ("separated_at_iter", "points_separated", "d_val_final"):
+        df[col] = np.nan
+        df.loc[tuned, col] = df.loc[tuned, "kernels"].map(sep[col]).to_numpy()
     return df
 
 
@@ -143,9 +173,9 @@ def removal_vs_weights(pruning: pd.DataFrame, weights: pd.DataFrame) -> pd.DataF
     return one[cols].sort_values(["checkpoint", "dataset", "retrain", "lambda"]).reset_index(drop=True)
 
 
-def merge_into(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+def merge_into(df: pd.DataFrame, path: str | Path, figure: bool = True) -> pd.DataFrame:
     """Write ``df`` (with a ``checkpoint`` column) into the table at ``path``, replacing that checkpoint's
-    rows and keeping the others, and draw the table's figure next to it; returns the whole table."""
+    rows and keeping the others, and (``figure``) draw the table's figure next to it; returns the whole table."""
     from benchmark.results import write_table
 
     path = Path(path)
@@ -153,7 +183,8 @@ def merge_into(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
         old = pd.read_csv(path, dtype={"kernels": str})
         df = pd.concat([old[~old.checkpoint.isin(df.checkpoint.unique())], df], ignore_index=True)
     write_table(df, path)
-    plot(df, path.with_name(f"fig_{path.stem}.png"))
+    if figure:
+        plot(df, path.with_name(f"fig_{path.stem}.png"))
     return df
 
 
@@ -199,8 +230,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="results",
                         help="results folder: <out>/branch_pruning_finetune.csv (with --finetune-iters, else "
                              "branch_pruning.csv), shared by all checkpoints (this checkpoint's rows replaced)")
+    parser.add_argument("--runs-dir", default="runs", help="the fine-tunes go to <runs-dir>/prune/ (a rerun resumes them)")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
+    add_recipe_arguments(parser)
     add_backend_arguments(parser)
+
+
+def add_recipe_arguments(parser, keep=("device", "batch", "patch", "amp", "channels_last", "seed")) -> None:
+    """The training flags a study or fine-tune passes on to every run (``train``'s flags of the same name)."""
+    from benchmark.argtypes import add_config_flags
+    from benchmark.train import TrainConfig
+    fields = add_config_flags(parser, TrainConfig, skip=[f for f in TrainConfig.__dataclass_fields__ if f not in keep])
+    parser.set_defaults(recipe_fields=fields)
 
 
 def add_backend_arguments(parser) -> None:
@@ -214,12 +255,21 @@ def add_backend_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    from benchmark.argtypes import config_values
     from benchmark.results import emit
+    from benchmark.train import TrainConfig
+    recipe = config_values(TrainConfig, args, args.recipe_fields)
     df = run(args.checkpoint, args.model, tuple(args.datasets.split(",")), args.data_root, args.finetune_iters,
-             [d for d in args.data.split(",") if d], backend=args.backend, address=args.address,
-             workers=args.workers, gpus_per_job=args.gpus_per_job)
-    df = df.assign(checkpoint=Path(args.checkpoint).resolve().parent.name)
+             [d for d in args.data.split(",") if d], out_dir=args.runs_dir, backend=args.backend,
+             address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job, **recipe)
+    label = Path(args.checkpoint).resolve().parent.name
+    df = df.assign(checkpoint=label)
     merge_into(df, Path(args.out) / ("branch_pruning_finetune.csv" if args.finetune_iters else "branch_pruning.csv"))
+    if args.finetune_iters:
+        curves = read_finetune_curves(args.checkpoint, sorted(set(df.kernels.map(lambda k: tuple(map(int, k))))),
+                                      args.finetune_iters, args.runs_dir, recipe)
+        merge_into(curves.assign(checkpoint=label), Path(args.out) / "curves" / "branch_pruning_finetune.csv",
+                   figure=False)
     emit(df[["checkpoint", "kernels", "retrain", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "d_params",
              "d_multi_adds_g"]], args.format)
     return 0

@@ -24,40 +24,75 @@ STUDIES = {
 }
 
 
-def run_dir(out: str | Path, label: str, scale: int, iters: int, seed: int) -> Path:
-    """Keyed by variant, scale, budget and seed (not by study): the AWSRN-S baseline that the BAM, unit and
-    LRFU studies share is trained once per budget and seed, and a rerun resumes instead of retraining.
-    Seed 1 keeps the folder name it had before seeds existed."""
+CURVE_POINTS = 10     # validations per run on the held-out images: the learning curves of the variants
+
+
+def run_dir(out: str | Path, label: str, scale: int, iters: int, seed: int, recipe: dict | None = None) -> Path:
+    """Keyed by variant, scale, budget, seed and the recipe keys that differ from the defaults
+    (``benchmark.train.run_tag``), not by study: the AWSRN-S baseline that the BAM, unit and LRFU studies
+    share is trained once per budget and seed, and a rerun resumes instead of retraining. Seed 1 keeps the
+    folder name it had before seeds existed."""
+    from benchmark.train import run_tag
     name = label.replace("[", "-").replace("]", "").replace("=", "")
-    return Path(out) / f"x{scale}-{iters}it" / (name if seed == 1 else f"{name}-seed{seed}")
+    return Path(out) / f"x{scale}-{iters}it{run_tag(recipe or {})}" / (name if seed == 1 else f"{name}-seed{seed}")
+
+
+def curve_schedule(iters: int, points: int = CURVE_POINTS) -> dict:
+    """``val_every`` for ``points`` validations within the budget, and a ``log_every`` that divides it
+    (a validation happens on a log row)."""
+    val_every = max(1, iters // max(1, points))
+    return {"val_every": val_every, "log_every": val_every // 2 if val_every % 2 == 0 else val_every}
+
+
+def runs_of(study: str, iters: int, scale: int, out, seeds, recipe: dict | None = None):
+    """(label, overrides, seed, run folder) of every training of ``study``."""
+    return [(label, overrides, seed, run_dir(out, label, scale, iters, seed, recipe))
+            for label, overrides in STUDIES[study]["variants"].items() for seed in seeds]
+
+
+def read_curves(runs) -> pd.DataFrame:
+    """The held-out validation PSNR (and the training loss of the interval before it) of each run's
+    ``train_log.csv``, its last segment (a fine-tune's log also holds the segments of the model it
+    started from): one row per (model, seed, iter)."""
+    rows = []
+    for label, _, seed, rd in runs:
+        log = pd.read_csv(rd / "train_log.csv")
+        if "segment" in log:
+            log = log[log.segment == log.segment.max()]
+        val = log[log.val_psnr.notna()]
+        rows.append(pd.DataFrame({"model": label, "seed": seed, "iter": val["iter"].to_numpy(),
+                                  "val_psnr": val.val_psnr.to_numpy(), "loss": val.loss.to_numpy()}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies", device: str = "cpu",
         datasets=("Set5", "Set14"), data_root=None, seeds=(1,), backend: str = "local", address: str | None = None,
-        workers: int | None = None, gpus_per_job: float | None = None, **train_kw) -> pd.DataFrame:
+        workers: int | None = None, gpus_per_job: float | None = None, curve_points: int = CURVE_POINTS,
+        **train_kw) -> pd.DataFrame:
     """Train each variant of ``study`` for ``iters`` iterations (cosine schedule) with each seed and grade it
-    on ``datasets``; ``train_kw`` goes to ``TrainConfig`` (batch, patch, ...), equal for every variant.
+    on ``datasets``; ``train_kw`` goes to ``TrainConfig`` (batch, patch, amp, ...), equal for every variant.
+    Each run validates ``curve_points`` times on the held-out images (its learning curve, ``read_curves``).
 
     The trainings are submitted as jobs of ``benchmark.sweep`` (``backend='ray'``: one Ray task each, in
-    parallel, ``gpus_per_job`` of a GPU each on CUDA, default 1); a run already finished is left as it is.
+    parallel, ``gpus_per_job`` of a GPU each on CUDA, default 1; ``'group'``: together in one process); a
+    run already finished is left as it is.
 
     One row per variant and dataset: PSNR/SSIM averaged over the seeds; ``d_psnr`` against the study's
     baseline with ``ci_low``/``ci_high`` (95% paired bootstrap over the images, on the seed-averaged
     per-image PSNR) and ``p`` (Wilcoxon); the spread of the per-seed differences (``d_psnr_seed_min``,
-    ``d_psnr_seed_max``, ``d_psnr_seed_sd``); and ``verdict``: "holds" only when the interval excludes 0,
-    p < 0.05 and every seed's difference has the same sign."""
+    ``d_psnr_seed_max``, ``d_psnr_seed_sd``); ``verdict``: "holds" only when the interval excludes 0,
+    p < 0.05 and every seed's difference has the same sign; and from the learning curves
+    (``benchmark.stats.separation``) ``separated_at_iter``: since when every seed's held-out difference has
+    kept its final sign (NaN: not separated within the budget)."""
     from benchmark.complexity import count_params, model_complexity
     from benchmark.evaluate import evaluate
     from benchmark.registry import create_model
     from benchmark.sweep import Job, run_training_jobs
 
-    spec = STUDIES[study]
-    runs = [(label, overrides, seed, run_dir(out, label, scale, iters, seed))
-            for label, overrides in spec["variants"].items() for seed in seeds]
+    runs = runs_of(study, iters, scale, out, seeds, train_kw)
     jobs = [Job(i, "train", {"model": label.split("[")[0], "scale": scale, "data": list(data), "out": str(rd),
-                             "iters": iters, "schedule": "cosine", "device": device, "val_every": iters,
-                             "ckpt_every": iters, "log_every": max(1, iters // 20), "seed": seed,
-                             "overrides": overrides, **train_kw},
+                             "iters": iters, "schedule": "cosine", "device": device, **curve_schedule(iters, curve_points),
+                             "ckpt_every": iters, "seed": seed, "overrides": overrides, **train_kw},
                 num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
             for i, (label, overrides, seed, rd) in enumerate(runs)]
     run_training_jobs(jobs, Path(out), backend=backend, address=address, workers=workers, data_root=data_root)
@@ -68,7 +103,28 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
         res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
         images.append(res.images.assign(model=label, seed=seed))
         info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]}
-    return summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)
+    table = summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)
+    return add_separation(table, read_curves(runs), recipe_note(device, train_kw))
+
+
+def recipe_note(device: str, train_kw: dict) -> str:
+    """The recipe in one cell, e.g. ``cuda, batch 16, patch 48, amp bf16, channels_last``."""
+    from benchmark.train import TrainConfig
+    d = TrainConfig.__dataclass_fields__
+    kw = {k: train_kw.get(k, d[k].default) for k in ("batch", "patch", "amp", "channels_last")}
+    return ", ".join([device.split(":")[0], f"batch {kw['batch']}", f"patch {kw['patch']}", f"amp {kw['amp']}"]
+                     + (["channels_last"] if kw["channels_last"] else []))
+
+
+def add_separation(table: pd.DataFrame, curves: pd.DataFrame, recipe: str = "") -> pd.DataFrame:
+    """The study table with each variant's ``separated_at_iter``, ``points_separated`` and ``d_val_final``
+    (held-out PSNR difference at the last validation, mean over seeds) from the curves, and ``recipe``."""
+    from benchmark.stats import separation
+    sep = separation(curves, table.baseline.iloc[0])
+    cols = ["separated_at_iter", "points_separated", "d_val_final"]
+    table = table.drop(columns=[c for c in cols + ["recipe"] if c in table])
+    out = table.merge(sep[["model"] + cols], on="model", how="left")
+    return out.assign(recipe=recipe) if recipe else out
 
 
 def summarize_study(study: str, images: pd.DataFrame, info: dict, scale: int, iters: int) -> pd.DataFrame:
@@ -95,16 +151,22 @@ def summarize_study(study: str, images: pd.DataFrame, info: dict, scale: int, it
     return pd.DataFrame(rows)
 
 
-def plot(df: pd.DataFrame, out: Path):
+def plot(df: pd.DataFrame, out: Path, curves: pd.DataFrame | None = None):
     """A training study: each variant's PSNR difference to the study's baseline per dataset, with its 95%
-    paired interval (older tables without intervals: PSNR bars), params in the labels."""
+    paired interval (older tables without intervals: PSNR bars), params in the labels; with ``curves``
+    (``read_curves``) a left panel of the held-out learning curves, where the variants separate."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     variants = list(dict.fromkeys(df.model))
     datasets = list(dict.fromkeys(df.dataset))
     with_ci = "ci_low" in df and df.ci_low.notna().any()
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(variants), 3.6))
+    bar_w = 1.6 + 1.4 * len(variants)
+    if curves is not None and not curves.empty:
+        fig, (cax, ax) = plt.subplots(1, 2, figsize=(4.8 + bar_w, 3.6), gridspec_kw={"width_ratios": [4.8, bar_w]})
+        plot_curves(cax, df, curves)
+    else:
+        fig, ax = plt.subplots(figsize=(bar_w, 3.6))
     width = 0.8 / len(datasets)
     for i, ds in enumerate(datasets):
         g = df[df.dataset == ds].set_index("model").reindex(variants)
@@ -132,36 +194,68 @@ def plot(df: pd.DataFrame, out: Path):
     plt.close(fig)
 
 
+def plot_curves(ax, df: pd.DataFrame, curves: pd.DataFrame, key: str = "model") -> None:
+    """Held-out PSNR against iteration per variant (line: mean over seeds; band: lowest to highest seed),
+    a dotted line where each variant separated from the baseline (``separated_at_iter``)."""
+    sep = df.drop_duplicates(key).set_index(key).get("separated_at_iter")
+    for label, g in curves.groupby(key, sort=False):
+        by_iter = g.groupby("iter").val_psnr
+        line, = ax.plot(by_iter.mean().index, by_iter.mean().to_numpy(), lw=1.2, label=str(label))
+        if g.seed.nunique() > 1:
+            ax.fill_between(by_iter.min().index, by_iter.min().to_numpy(), by_iter.max().to_numpy(),
+                            color=line.get_color(), alpha=0.2, lw=0)
+        at = sep.get(label) if sep is not None else None
+        if at is not None and np.isfinite(at):
+            ax.axvline(at, color=line.get_color(), ls=":", lw=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("held-out PSNR (dB)")
+    ax.set_title("learning curves (dotted: separated from the baseline since)", fontsize=8)
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+
+
 NAME = "study"
 HELP = "train the variants of a study (" + ", ".join(STUDIES) + ") at one budget and grade them"
 
 
 def add_arguments(parser) -> None:
-    from benchmark.argtypes import device, int_at_least, scale, seed_list
-    from ablations.branch_pruning import add_backend_arguments
+    from benchmark.argtypes import int_at_least, scale, seed_list
+    from ablations.branch_pruning import add_backend_arguments, add_recipe_arguments
     parser.add_argument("name", choices=sorted(STUDIES))
     parser.add_argument("--iters", type=int_at_least(1), required=True, help="the budget, equal for every variant")
     parser.add_argument("--data", required=True, help="training folders, comma-separated")
     parser.add_argument("--scale", type=scale, default=4)
-    parser.add_argument("--device", default="cpu", type=device)
     parser.add_argument("--datasets", default="Set5,Set14")
     parser.add_argument("--seeds", type=seed_list, default=(1,),
                         help="train every variant with each seed, e.g. 1,2,3 (the table reports the spread)")
+    parser.add_argument("--curve-points", type=int_at_least(1), default=CURVE_POINTS,
+                        help="held-out validations per run: the learning curves that show where the variants separate")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", default="results", help="results folder: <out>/study_<name>.csv and its figure")
+    parser.add_argument("--runs-dir", default="runs/studies", help="folder of the trainings (a rerun resumes them)")
+    parser.add_argument("--out", default="results", help="results folder: <out>/study_<name>.csv, its figure and "
+                                                         "<out>/curves/study_<name>.csv")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
+    add_recipe_arguments(parser, keep=("device", "batch", "patch", "amp", "channels_last"))
     add_backend_arguments(parser)
 
 
 def main(args) -> int:
+    from benchmark.argtypes import config_values
     from benchmark.results import emit, write_table
-    df = run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale, device=args.device,
+    from benchmark.train import TrainConfig
+    recipe = config_values(TrainConfig, args, args.recipe_fields)
+    device = recipe.pop("device")
+    df = run(args.name, args.iters, [d for d in args.data.split(",") if d], args.scale, out=args.runs_dir, device=device,
              datasets=tuple(args.datasets.split(",")), data_root=args.data_root, seeds=args.seeds,
-             backend=args.backend, address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job)
+             backend=args.backend, address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job,
+             curve_points=args.curve_points, **recipe)
     out = Path(args.out)
+    curves = read_curves(runs_of(args.name, args.iters, args.scale, args.runs_dir, args.seeds, recipe))
     write_table(df, out / f"study_{args.name}.csv")
-    plot(df, out / f"fig_study_{args.name}.png")
-    emit(df[["model", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict"]], args.format)
+    write_table(curves.assign(study=args.name), out / "curves" / f"study_{args.name}.csv")
+    plot(df, out / f"fig_study_{args.name}.png", curves)
+    emit(df[["model", "iters", "seeds", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "verdict",
+             "separated_at_iter"]], args.format)
     return 0
 
 

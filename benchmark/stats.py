@@ -163,3 +163,33 @@ def diff_columns(per_image: pd.DataFrame, against: pd.DataFrame, metric: str = "
     p = pair_images(against, per_image, metric)
     low, high = mean_ci(p["diff"], n_resamples, seed)
     return {"ci_low": low, "ci_high": high, "p": wilcoxon_p(p["diff"])}
+
+
+def separation(curves: pd.DataFrame, baseline: str, key: str = "model", metric: str = "val_psnr") -> pd.DataFrame:
+    """When each variant's learning curve parted from the baseline's, for good.
+
+    ``curves``: one row per (``key``, ``seed``, ``iter``) with ``metric`` (the held-out PSNR of a training
+    run's validations). Per variant and seed, the difference to the baseline trained with the same seed at
+    the same iteration. ``separated_at_iter`` is the first validation from which every seed's difference
+    keeps the sign of the last validation's mean difference up to the end of the budget; NaN where the
+    seeds disagree at the end (the curves have not separated within the budget). ``points_separated`` is
+    how many validations that covers (1: only the last one). With one seed this is a property of one pair
+    of runs, not of the variants."""
+    rows = []
+    base = curves[curves[key] == baseline].pivot_table(index="iter", columns="seed", values=metric)
+    for label in dict.fromkeys(curves[key]):
+        if label == baseline:
+            continue
+        mine = curves[curves[key] == label].pivot_table(index="iter", columns="seed", values=metric)
+        d = (mine - base).dropna(how="any")          # the iterations and seeds both runs validated
+        if d.empty:
+            raise PairingError(f"'{label}' and '{baseline}' share no validation (iteration and seed)")
+        sign = np.sign(d.iloc[-1].mean())
+        agree = (np.sign(d) == sign).all(axis=1).to_numpy() & (sign != 0)
+        # the tail of iterations over which every seed agrees with the final sign
+        n = int(np.argmin(agree[::-1])) if not agree.all() else len(agree)
+        rows.append({key: label, "baseline": baseline, "seeds": d.shape[1], "validations": len(d),
+                     "d_val_final": float(d.iloc[-1].mean()),
+                     "separated_at_iter": float(d.index[len(d) - n]) if n else np.nan,
+                     "points_separated": n})
+    return pd.DataFrame(rows)

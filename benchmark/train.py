@@ -71,7 +71,7 @@ class TrainConfig:
     log_every: int = _opt(50, "iterations between train_log.csv rows", minimum=1)
     ckpt_every: int = _opt(500, "iterations between resumable checkpoints", minimum=1)
     device: str = _opt("cpu", "cpu, cuda or cuda:N", kind="device")
-    amp: str = _opt("none", "mixed precision of the eager step", choices=("none", "bf16", "fp16"))
+    amp: str = _opt("none", "mixed precision (autocast) of the training step", choices=("none", "bf16", "fp16"))
     channels_last: bool = _opt(False, "NHWC activations")
     compile: bool = _opt(False, "torch.compile the model")
     compile_mode: str = _opt("default", "the torch.compile mode with --compile (reduce-overhead: its own CUDA graphs)",
@@ -102,6 +102,21 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------ data
+# the recipe keys that change what a run learns: a study's or fine-tune's run folder names the ones that
+# differ from TrainConfig's defaults, so a run made with other values never stands in for this one
+RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images")
+
+
+def run_tag(recipe: dict) -> str:
+    """``''`` for the default recipe, else e.g. ``'-batch32-ampbf16-channels_last'``."""
+    defaults = {f.name: f.default for f in TrainConfig.__dataclass_fields__.values()}
+    parts = []
+    for k in RUN_KEYS:
+        if k in recipe and recipe[k] != defaults[k]:
+            parts.append(k if recipe[k] is True else f"{k}{recipe[k]}")
+    return "".join("-" + p for p in parts)
+
+
 def list_training_images(folders) -> list[Path]:
     paths = []
     for folder in folders:

@@ -106,3 +106,33 @@ def test_verdict_reads_paired_tables_and_ablation_rows():
     assert stats.verdict(pd.Series({"ci_low": -0.3, "ci_high": -0.1, "p": 0.0625})) == "not significant at 95%"
     assert stats.verdict(pd.Series({"ci_low": -0.1, "ci_high": 0.3, "p": 0.01})) == "not significant at 95%"
     assert stats.verdict(pd.Series({"ci_low": np.nan, "ci_high": np.nan, "p": np.nan})) == "no test"
+
+
+def _curves(diffs: dict, baseline: str = "B", iters=(100, 200, 300, 400, 500)) -> pd.DataFrame:
+    """Curves where the baseline sits at 30 dB and each variant's seed s is 30 + diffs[variant][s]."""
+    rows = [{"model": baseline, "seed": s, "iter": it, "val_psnr": 30.0} for s in (1, 2) for it in iters]
+    for label, by_seed in diffs.items():
+        for s, ds in by_seed.items():
+            rows += [{"model": label, "seed": s, "iter": it, "val_psnr": 30.0 + d} for it, d in zip(iters, ds)]
+    return pd.DataFrame(rows)
+
+
+def test_separation_is_the_first_validation_after_which_every_seed_keeps_the_final_sign():
+    curves = _curves({
+        "V": {1: [0.1, -0.05, 0.2, 0.3, 0.1], 2: [-0.1, 0.1, 0.1, 0.2, 0.3]},   # both seeds > 0 from 300 on
+        "W": {1: [0.1, 0.1, 0.1, 0.1, 0.1], 2: [0.2, 0.2, -0.1, -0.1, -0.2]},   # the seeds disagree at the end
+        "Z": {1: [-0.1, -0.2, -0.3, -0.4, -0.5], 2: [-0.1, -0.1, -0.1, -0.1, -0.1]},   # below from the start
+    })
+    sep = stats.separation(curves, "B").set_index("model")
+    assert list(sep.index) == ["V", "W", "Z"] and (sep.seeds == 2).all() and (sep.validations == 5).all()
+    assert sep.loc["V", "separated_at_iter"] == 300 and sep.loc["V", "points_separated"] == 3
+    assert np.isnan(sep.loc["W", "separated_at_iter"]) and sep.loc["W", "points_separated"] == 0
+    assert sep.loc["Z", "separated_at_iter"] == 100 and sep.loc["Z", "points_separated"] == 5
+    assert sep.loc["V", "d_val_final"] == pytest.approx(0.2) and sep.loc["Z", "d_val_final"] == pytest.approx(-0.3)
+
+
+def test_separation_refuses_curves_that_share_no_validation():
+    a = _curves({}, iters=(100, 200))
+    b = _curves({"V": {1: [0.1, 0.2], 2: [0.1, 0.2]}}, iters=(300, 400))
+    with pytest.raises(stats.PairingError, match="'V' and 'B' share no validation"):
+        stats.separation(pd.concat([a, b[b.model == "V"]]), "B")

@@ -55,6 +55,28 @@ def test_resume_continues_exactly(train_dir, tmp_path):
     assert recipe["iters_reached"] == 6 and recipe["val_images"] == 2 and recipe["train_images"] == 5
 
 
+def test_validating_more_often_leaves_the_trained_weights_unchanged(train_dir, tmp_path):
+    # the learning curves of the studies validate ten times per run: that must not move the run itself
+    train(_cfg(train_dir, tmp_path / "sparse", val_every=6, log_every=6), progress=False)
+    train(_cfg(train_dir, tmp_path / "dense", val_every=1, log_every=1), progress=False)
+    a, b = read_checkpoint(tmp_path / "sparse/model.safetensors"), read_checkpoint(tmp_path / "dense/model.safetensors")
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert pd.read_csv(tmp_path / "dense/train_log.csv").val_psnr.notna().sum() == 6
+
+
+def test_run_folders_name_the_recipe_keys_that_change_what_is_learned():
+    from benchmark.train import run_tag
+    from ablations.training_studies import curve_schedule, run_dir
+    assert run_tag({}) == run_tag({"batch": 16, "patch": 48, "amp": "none", "device": "cuda", "seed": 3}) == ""
+    assert run_tag({"batch": 32, "amp": "bf16", "channels_last": True, "device": "cuda"}) == \
+        "-batch32-ampbf16-channels_last"
+    assert str(run_dir("r", "awsrn-l[n_lfb=2]", 4, 500, 2, {"amp": "bf16"})) == "r/x4-500it-ampbf16/awsrn-l-n_lfb2-seed2"
+    # a validation always falls on a log row
+    for iters, points in [(500, 10), (2500, 10), (7, 3), (2, 10), (1, 1)]:
+        s = curve_schedule(iters, points)
+        assert s["val_every"] % s["log_every"] == 0 and 1 <= s["val_every"] <= iters
+
+
 def test_validation_is_held_out_of_training(train_dir):
     paths = sorted(train_dir.glob("*.png"))
     tr, val = split_train_val(paths, 2)
@@ -140,14 +162,20 @@ def test_training_study_trains_each_variant_once_per_seed_and_reports_intervals(
     assert b.loc["awsrn-s", "d_psnr"] == 0 and b.loc["awsrn-s", "verdict"] == "baseline"
     assert b.loc["awsrn-s-bam", "d_psnr"] == pytest.approx(b.loc["awsrn-s-bam", "psnr"] - b.loc["awsrn-s", "psnr"])
     assert b.loc["awsrn-s-bam", "ci_low"] <= b.loc["awsrn-s-bam", "d_psnr"] <= b.loc["awsrn-s-bam", "ci_high"]
-    base = tmp_path / "runs" / "x4-2it" / "awsrn-s" / "model.safetensors"
+    # each run validated at both iterations (its learning curve); whether the bam curve parted from the
+    # baseline's is stated per variant (NaN or an iteration the runs validated at)
+    runs = tmp_path / "runs" / "x4-2it-batch2-patch12-val_images1"     # the recipe's non-default keys
+    assert list(pd.read_csv(runs / "awsrn-s" / "train_log.csv").dropna(subset=["val_psnr"]).iter) == [1, 2]
+    assert b.loc["awsrn-s-bam", "points_separated"] in (0, 1, 2) and np.isnan(b.loc["awsrn-s", "separated_at_iter"])
+    assert b.loc["awsrn-s-bam", "recipe"] == "cpu, batch 2, patch 12, amp none"
+    base = runs / "awsrn-s" / "model.safetensors"
     stamp = base.stat().st_mtime_ns
     # LRFU with two seeds shares the AWSRN-S seed-1 baseline (resumed at its end, not retrained)
     lrfu = run("lrfu", **kw, seeds=(1, 2))
     assert base.stat().st_mtime_ns == stamp
-    assert sorted(p.name for p in (tmp_path / "runs" / "x4-2it").iterdir()) == [
+    assert sorted(p.name for p in runs.iterdir()) == [
         "awsrn-s", "awsrn-s-bam", "awsrn-s-nolrfu", "awsrn-s-nolrfu-seed2", "awsrn-s-seed2"]
-    seeds = [json.loads((tmp_path / f"runs/x4-2it/{d}/recipe.json").read_text())["seed"]
+    seeds = [json.loads((runs / d / "recipe.json").read_text())["seed"]
              for d in ("awsrn-s", "awsrn-s-seed2")]
     assert seeds == [1, 2]
     r = lrfu.set_index("model").loc["awsrn-s-nolrfu"]
@@ -185,7 +213,14 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
     assert df.p.between(0, 1).all()
     from benchmark.checkpoints import file_sha256
     tag = f"ck-{file_sha256(ck / 'model.safetensors')[:12]}"   # keyed by content: a retrained checkpoint starts anew
-    assert (tmp_path / "runs" / "prune" / tag / "awms35-2it" / "model.safetensors").is_file()
+    tune = tmp_path / "runs" / "prune" / tag / "awms35-2it-batch2-patch12-val_images1"
+    assert (tune / "model.safetensors").is_file()
+    # each fine-tune validated at both of its iterations; its separation from the fine-tuned full model
+    # is stated on the fine-tuned rows only
+    log = pd.read_csv(tune / "train_log.csv").dropna(subset=["val_psnr"])
+    assert list(log[log.segment == 2].iter) == [1, 2]      # segment 1: the checkpoint's own training
+    assert df[df.retrain == "none"].points_separated.isna().all()
+    assert set(ft[ft.kernels != "3579"].points_separated) <= {0, 1, 2} and ft[ft.kernels == "3579"].points_separated.isna().all()
 
 
 # ------------------------------------------------------------------------------ the fast step
