@@ -45,7 +45,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     (default all 15) limits the study; the full set is always included, as the deltas' reference. Each ``d_psnr`` against the full model of the same arm comes
     with ``ci_low``/``ci_high`` (95% paired bootstrap over the images) and ``p`` (Wilcoxon signed-rank)."""
     from ablations.training_studies import curve_schedule
-    from benchmark.checkpoints import read_checkpoint
+    from benchmark.checkpoints import file_sha256, read_checkpoint
     from benchmark.complexity import awms_subset_multi_adds, count_params
     from benchmark.evaluate import evaluate
     from benchmark.latency import LatencySpec, measure
@@ -115,7 +115,18 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         df.loc[g.index, "pareto"] = pareto(g)
     if finetune_iters:
         df = add_separation(df, read_finetune_curves(checkpoint, subsets, finetune_iters, out_dir, train_kw))
-    return df
+    return df.assign(weights_sha256=file_sha256(checkpoint))   # which version of the checkpoint file
+
+
+def split_current(table: pd.DataFrame, checkpoints: dict) -> tuple[pd.DataFrame, list[str]]:
+    """The rows made from the checkpoints as they are now (``weights_sha256`` equal to the sha256 of
+    ``checkpoints[label]``), and the labels whose rows were made from another version of the file, or
+    before the column existed: a retrained checkpoint's old fine-tunes must not be read as its own."""
+    from benchmark.checkpoints import file_sha256
+    now = table.checkpoint.map({label: file_sha256(p) for label, p in checkpoints.items()})
+    made = table["weights_sha256"] if "weights_sha256" in table else pd.Series(np.nan, index=table.index)
+    ok = made.notna() & (made == now)
+    return table[ok], sorted(set(table.checkpoint[~ok]))
 
 
 def finetune_dir(checkpoint, sub, finetune_iters: int, out_dir=None, recipe: dict | None = None) -> Path:
@@ -128,11 +139,13 @@ def finetune_dir(checkpoint, sub, finetune_iters: int, out_dir=None, recipe: dic
 
 
 def read_finetune_curves(checkpoint, subsets, finetune_iters: int, out_dir=None, recipe: dict | None = None):
-    """Each fine-tune's held-out learning curve: one row per (kernels, iter), ``seed`` from its recipe."""
+    """Each fine-tune's held-out learning curve: one row per (kernels, iter), ``seed`` from its recipe,
+    ``weights_sha256`` of the checkpoint it started from."""
     from ablations.training_studies import read_curves
+    from benchmark.checkpoints import file_sha256
     runs = [("".join(map(str, sub)), {}, (recipe or {}).get("seed", 1),
              finetune_dir(checkpoint, sub, finetune_iters, out_dir, recipe)) for sub in subsets]
-    return read_curves(runs).rename(columns={"model": "kernels"})
+    return read_curves(runs).rename(columns={"model": "kernels"}).assign(weights_sha256=file_sha256(checkpoint))
 
 
 def add_separation(df: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
@@ -219,6 +232,27 @@ def plot(df: pd.DataFrame, out: Path, ncols: int = 4):
     plt.close(fig)
 
 
+def plot_curves(table: pd.DataFrame, curves: pd.DataFrame, out: Path, ncols: int = 4):
+    """One panel per checkpoint: each fine-tune's held-out learning curve (``curves/branch_pruning_finetune.csv``),
+    dotted where it separated from the fine-tuned full model (the table's ``separated_at_iter``)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ablations.training_studies import plot_curves as draw
+    checkpoints = list(dict.fromkeys(curves.checkpoint))
+    cols, rows = min(ncols, len(checkpoints)), -(-len(checkpoints) // ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(checkpoints):]:
+        ax.axis("off")
+    for ax, ck in zip(axes.flat, checkpoints):
+        tuned = table[(table.checkpoint == ck) & (table.retrain != "none")]
+        draw(ax, tuned, curves[curves.checkpoint == ck], key="kernels")
+        ax.set_title(f"{ck}: fine-tunes (dotted: separated from 3579 since)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def add_arguments(parser) -> None:
     from benchmark.argtypes import int_at_least
     parser.add_argument("checkpoint")
@@ -230,13 +264,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="results",
                         help="results folder: <out>/branch_pruning_finetune.csv (with --finetune-iters, else "
                              "branch_pruning.csv), shared by all checkpoints (this checkpoint's rows replaced)")
+    parser.add_argument("--subsets", type=kernel_subsets, default=None,
+                        help="only these AWMS subsets, e.g. 357,579 (default all 15; the full set 3579 is always added)")
     parser.add_argument("--runs-dir", default="runs", help="the fine-tunes go to <runs-dir>/prune/ (a rerun resumes them)")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
     add_recipe_arguments(parser)
     add_backend_arguments(parser)
 
 
-def add_recipe_arguments(parser, keep=("device", "batch", "patch", "amp", "channels_last", "seed")) -> None:
+def kernel_subsets(text: str) -> list[tuple[int, ...]]:
+    """``'357,579'`` -> ``[(3, 5, 7), (5, 7, 9)]``; each a non-empty subset of the AWMS kernels."""
+    import argparse
+    out = []
+    for part in text.split(","):
+        sub = tuple(sorted({int(c) for c in part if c.isdigit()}))
+        if not sub or not part.strip().isdigit() or len(sub) != len(part.strip()) or not set(sub) <= set(AWMS_KERNELS):
+            raise argparse.ArgumentTypeError(f"expected subsets of the AWMS kernels {''.join(map(str, AWMS_KERNELS))} "
+                                             f"written as digits, e.g. 357,579; got {part!r}")
+        out.append(sub)
+    return out
+
+
+def add_recipe_arguments(parser, keep=("device", "batch", "patch", "amp", "channels_last", "val_images", "seed")) -> None:
     """The training flags a study or fine-tune passes on to every run (``train``'s flags of the same name)."""
     from benchmark.argtypes import add_config_flags
     from benchmark.train import TrainConfig
@@ -260,7 +309,7 @@ def main(args) -> int:
     from benchmark.train import TrainConfig
     recipe = config_values(TrainConfig, args, args.recipe_fields)
     df = run(args.checkpoint, args.model, tuple(args.datasets.split(",")), args.data_root, args.finetune_iters,
-             [d for d in args.data.split(",") if d], out_dir=args.runs_dir, backend=args.backend,
+             [d for d in args.data.split(",") if d], out_dir=args.runs_dir, subsets=args.subsets, backend=args.backend,
              address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job, **recipe)
     label = Path(args.checkpoint).resolve().parent.name
     df = df.assign(checkpoint=label)
@@ -268,8 +317,10 @@ def main(args) -> int:
     if args.finetune_iters:
         curves = read_finetune_curves(args.checkpoint, sorted(set(df.kernels.map(lambda k: tuple(map(int, k))))),
                                       args.finetune_iters, args.runs_dir, recipe)
-        merge_into(curves.assign(checkpoint=label), Path(args.out) / "curves" / "branch_pruning_finetune.csv",
-                   figure=False)
+        curves = merge_into(curves.assign(checkpoint=label), Path(args.out) / "curves" / "branch_pruning_finetune.csv",
+                            figure=False)
+        table = pd.read_csv(Path(args.out) / "branch_pruning_finetune.csv", dtype={"kernels": str})
+        plot_curves(table, curves, Path(args.out) / "fig_branch_pruning_finetune_curves.png")
     emit(df[["checkpoint", "kernels", "retrain", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "d_params",
              "d_multi_adds_g"]], args.format)
     return 0

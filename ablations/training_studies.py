@@ -235,7 +235,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="results", help="results folder: <out>/study_<name>.csv, its figure and "
                                                          "<out>/curves/study_<name>.csv")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
-    add_recipe_arguments(parser, keep=("device", "batch", "patch", "amp", "channels_last"))
+    add_recipe_arguments(parser, keep=("device", "batch", "patch", "amp", "channels_last", "val_images"))
     add_backend_arguments(parser)
 
 

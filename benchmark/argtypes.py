@@ -10,6 +10,22 @@ import types
 import typing
 
 
+def run_reporting(prog: str, func, args) -> int:
+    """``func(args)``, with the errors of bad input (a missing or unreadable file, a bad key or value, failed
+    jobs) printed as one line, ``<prog>: error: ...``, exit status 2, instead of a traceback."""
+    from .checkpoints import CheckpointError
+    from .data import ImageReadError
+    from .sweep import JobsFailed
+    try:
+        return func(args)
+    except (CheckpointError, KeyError, ValueError, FileNotFoundError, ImageReadError, OSError, JobsFailed) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            msg = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the flag, the value and what was expected (exit 2), no usage block."""
 

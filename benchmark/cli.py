@@ -12,7 +12,7 @@ import pandas as pd
 
 
 from .argtypes import Parser as _Parser
-from .argtypes import add_config_flags, config_values, key_values, names
+from .argtypes import add_config_flags, config_values, key_values, names, run_reporting
 from .argtypes import device as _device
 from .argtypes import int_at_least as _int_at_least
 from .argtypes import name_list as _name_list
@@ -469,17 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .checkpoints import CheckpointError
-    from .data import ImageReadError
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (CheckpointError, KeyError, ValueError, FileNotFoundError, ImageReadError, OSError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            msg = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
-        print(f"awsrn-bench {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    return run_reporting(f"awsrn-bench {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

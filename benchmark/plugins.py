@@ -35,8 +35,8 @@ def load(name: str):
 def run_cli(name: str, argv: list[str], prog: str | None = None) -> int:
     """Parse ``argv`` with the plugin's own flags and run it (``awsrn-bench ablate NAME ...`` and
     ``python -m ablations.<module> ...`` both come here)."""
-    from .argtypes import Parser
+    from .argtypes import Parser, run_reporting
     module = load(name)
     parser = Parser(prog=prog or f"awsrn-bench ablate {name}", description=module.HELP)
     module.add_arguments(parser)
-    return module.main(parser.parse_args(argv))
+    return run_reporting(parser.prog, module.main, parser.parse_args(argv))

@@ -278,22 +278,33 @@ def step_figures(r: Run) -> None:
         g = read_table(gpu_lat)
         report.fig_psnr_vs_latency(g[(g.precision == "fp32")], r.evals, r.out / "fig_psnr_vs_latency.png",
                                    r.datasets[0])
-    ft = r.out / "branch_pruning_finetune.csv"   # written by `awsrn-bench ablate branch-pruning`
-    if ft.is_file():
+    table, stale = finetune_rows(r.out, r.checkpoints)   # written by `awsrn-bench ablate branch-pruning`
+    if stale:
+        _log(f"branch_pruning_finetune.csv: rows of {', '.join(stale)} were made from another version of the "
+             "checkpoint and are left out of the figures and the index")
+    if table is not None and not table.empty:
         branch_pruning = plugins.load("branch-pruning")
-        branch_pruning.plot(pd.read_csv(ft), r.out / "fig_branch_pruning_finetune.png")
+        branch_pruning.plot(table, r.out / "fig_branch_pruning_finetune.png")
+        curves = r.out / "curves" / "branch_pruning_finetune.csv"
+        if curves.is_file():
+            c = pd.read_csv(curves, dtype={"kernels": str})
+            c = c[c.checkpoint.isin(table.checkpoint) & c.weights_sha256.isin(table.weights_sha256)]
+            if not c.empty:
+                branch_pruning.plot_curves(table, c, r.out / "fig_branch_pruning_finetune_curves.png")
     studies = sorted(r.out.glob("study_*.csv"))           # written by scripts/run_studies.sh
     if studies:
         training_studies = plugins.load("study")
         for study_csv in studies:
-            training_studies.plot(pd.read_csv(study_csv), r.out / f"fig_{study_csv.stem}.png")
+            curves = r.out / "curves" / study_csv.name
+            training_studies.plot(pd.read_csv(study_csv), r.out / f"fig_{study_csv.stem}.png",
+                                  pd.read_csv(curves) if curves.is_file() else None)
     crops = _visual_crops(r.checkpoints, r.root, r.out)
     if crops is not None:
         report.fig_visual(crops, r.out / "fig_visual.png")
 
 
 def step_index(r: Run) -> None:
-    write_index(r.out, r.note)
+    write_index(r.out, r.note, r.checkpoints)
 
 
 # The main job, in order: each step reads what the earlier ones left on ``Run`` or in results/.
@@ -380,23 +391,39 @@ def _floor_summary(path: Path) -> str:
             "scale (layouts picked by measurement):\n\n" + fastest.to_markdown(index=False, floatfmt=".3f") + "\n")
 
 
-def _pruning_summary(path: Path) -> str:
-    """The fine-tuned arm, one row per checkpoint and subset: what each removal costs and saves."""
+def finetune_rows(out: Path, checkpoints: dict) -> tuple[pd.DataFrame | None, list[str]]:
+    """``branch_pruning_finetune.csv``'s rows made from the checkpoints as they are now, and the labels
+    whose rows are stale (``ablations.branch_pruning.split_current``); None when the table is absent."""
+    path = out / "branch_pruning_finetune.csv"
     if not path.is_file():
+        return None, []
+    return plugins.load("branch-pruning").split_current(pd.read_csv(path, dtype={"kernels": str}), checkpoints)
+
+
+def _stale_note(stale: list[str]) -> str:
+    if not stale:
         return ""
-    df = pd.read_csv(path, dtype={"kernels": str})
+    return (f"_Left out: the rows of {', '.join(stale)}, made from another version of the checkpoint than "
+            "the one in `checkpoints/` (column `weights_sha256`). Rerun the command above for "
+            + ", ".join(f"`checkpoints/{s}/model.safetensors`" for s in stale) + "._\n")
+
+
+def _pruning_summary(df: pd.DataFrame | None) -> str:
+    """The fine-tuned arm, one row per checkpoint and subset: what each removal costs and saves."""
+    if df is None or df.empty:
+        return ""
     ft = df[df.retrain.str.startswith("finetune")]
     cols = ["checkpoint", "dataset", "kernels", "retrain", "psnr", "d_psnr", "d_ssim", "d_params", "d_multi_adds_g"]
     return ft.sort_values(["checkpoint", "dataset", "d_psnr"], ascending=[True, True, False])[cols].to_markdown(
         index=False, floatfmt=".4f") + "\n"
 
 
-def _removal_table(out: Path) -> str:
-    ft, aw = out / "branch_pruning_finetune.csv", out / "awms_weights.csv"
-    if not (ft.is_file() and aw.is_file()):
+def _removal_table(ft: pd.DataFrame | None, out: Path) -> str:
+    aw = out / "awms_weights.csv"
+    if ft is None or ft.empty or not aw.is_file():
         return ""
     removal_vs_weights = plugins.load("branch-pruning").removal_vs_weights
-    table = removal_vs_weights(pd.read_csv(ft, dtype={"kernels": str}), pd.read_csv(aw))
+    table = removal_vs_weights(ft, pd.read_csv(aw))
     return table[table.retrain != "none"].to_markdown(index=False, floatfmt=".4f") + "\n"
 
 
@@ -450,7 +477,7 @@ def _probe_summary(path: Path) -> str:
     return table.reset_index().to_markdown(index=False) + f"\n\nAt the end: {words}.\n"
 
 
-def _findings(out: Path) -> str:
+def _findings(out: Path, ft: pd.DataFrame | None = None) -> str:
     """Plain words: which differences in these tables hold at 95% and which do not (intervals: 95% paired
     bootstrap over images; p: Wilcoxon signed-rank; "holds" needs both the interval to exclude 0 and p < 0.05;
     against a published mean without per-image values no test is possible, and the index says so)."""
@@ -477,10 +504,10 @@ def _findings(out: Path) -> str:
             held = g[g.apply(lambda r: _excludes_zero(r) and r.p < 0.05, axis=1)]
             lines.append(f"- Gray-image convention on {ds}: basicsr - matlab holds at 95% for {len(held)} of {len(g)} "
                          f"model/scale pairs (e.g. {_interval(g.iloc[0])} for {g.iloc[0].model} x{g.iloc[0].scale}).")
-    ft, aw = out / "branch_pruning_finetune.csv", out / "awms_weights.csv"
-    if ft.is_file() and aw.is_file() and "ci_low" in pd.read_csv(ft, nrows=1):
+    aw = out / "awms_weights.csv"
+    if ft is not None and not ft.empty and aw.is_file() and "ci_low" in ft:
         removal_vs_weights = plugins.load("branch-pruning").removal_vs_weights
-        t = removal_vs_weights(pd.read_csv(ft, dtype={"kernels": str}), pd.read_csv(aw))
+        t = removal_vs_weights(ft, pd.read_csv(aw))
         for (ck, ds, arm), g in t.groupby(["checkpoint", "dataset", "retrain"]):
             g = g.sort_values("lambda")
             sig = [f"{int(r.removed)}" for r in g.itertuples() if _excludes_zero(r) and r.p < 0.05]
@@ -498,12 +525,27 @@ def _findings(out: Path) -> str:
         d = d[d.verdict != "baseline"]
         held = [f"{r.model} on {r.dataset} ({_interval(r)})" for r in d.itertuples() if r.verdict == "holds"]
         lines.append(f"- {study_csv.stem} ({d.iters.iloc[0]} iterations, seeds {d.seeds.iloc[0]}) against "
-                     f"{d.baseline.iloc[0]}: " + ("; ".join(held) if held else "no difference holds at 95%") + ".")
+                     f"{d.baseline.iloc[0]}: " + ("; ".join(held) if held else "no difference holds at 95%") + ". "
+                     + _separation_words(d))
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def write_index(out: Path, note: str = "") -> None:
-    """results/README.md: what each file is, the key tables inline, the figures embedded."""
+def _separation_words(d: pd.DataFrame) -> str:
+    """The held-out learning curves of a study table's variants, in words (tables made before the
+    curves existed: nothing)."""
+    if "points_separated" not in d:
+        return ""
+    d = d.drop_duplicates("model")
+    parts = [f"{r.model} since iteration {int(r.separated_at_iter)} ({int(r.points_separated)} of the last "
+             f"validations, {r.d_val_final:+.3f} dB at the end)" if np.isfinite(r.separated_at_iter)
+             else f"{r.model} not separated (the seeds disagree at the end)" for r in d.itertuples()]
+    return "Held-out learning curves: " + "; ".join(parts) + "."
+
+
+def write_index(out: Path, note: str = "", checkpoints: dict | None = None) -> None:
+    """results/README.md: what each file is, the key tables inline, the figures embedded (the fine-tune
+    rows only where they were made from ``checkpoints`` as they are now)."""
+    ft, stale = finetune_rows(out, checkpoints if checkpoints is not None else report.find_checkpoints())
     cols = lambda p, c: pd.read_csv(p)[c].to_markdown(index=False, floatfmt=".4f") + "\n" if p.is_file() else ""  # noqa: E731
     parts = [
         "# Results\n",
@@ -515,7 +557,7 @@ def write_index(out: Path, note: str = "") -> None:
         "9,999 resamples, seed 0, `benchmark.stats`) and `p` (Wilcoxon signed-rank). Set5 alone cannot make a "
         "finding significant: with 5 images the smallest two-sided Wilcoxon p is 0.0625. "
         "`awsrn-bench compare A B --scale S --datasets ...` runs the same test for any two models.\n",
-        _findings(out),
+        _findings(out, ft),
         "## Complexity (paper conventions) — `complexity.{csv,md,tex}`\n",
         cols(out / "complexity.csv", ["model", "scale", "params", "paper_params_k", "multi_adds_g",
                                       "paper_multi_adds_g", "params_k_diff", "multi_adds_g_diff"]),
@@ -597,14 +639,23 @@ def write_index(out: Path, note: str = "") -> None:
         "checkpoints/<name>/model.safetensors --finetune-iters 60 --data ../shared/data/train/T91,"
         "../shared/data/train/BSD200 --data-root ../shared/data`, one run per checkpoint): "
         "`branch_pruning_finetune.csv`\n",
-        _pruning_summary(out / "branch_pruning_finetune.csv"),
+        _pruning_summary(ft), _stale_note(stale),
         "Does lambda name the branch to remove? Each single-branch removal, its cost, and the removed "
         "branch's lambda and energy share (`ablations.branch_pruning.removal_vs_weights`):\n",
-        _removal_table(out),
+        _removal_table(ft, out),
         "![pruning with fine-tune](fig_branch_pruning_finetune.png)\n",
+        "Each fine-tune's held-out learning curve (`curves/branch_pruning_finetune.csv`; dotted: where the "
+        "subset separated from the fine-tuned full model, column `separated_at_iter`):\n",
+        "![fine-tune curves](fig_branch_pruning_finetune_curves.png)\n"
+        if (out / "curves" / "branch_pruning_finetune.csv").is_file() else "",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
         "## Training studies — `study_*.csv` (`ITERS=500 SEEDS=1,2,3 scripts/run_studies.sh bam unit lrfu n_lfb`, "
-        "budget in the `iters` column, seeds in `seeds`; x4 from scratch, cosine schedule, T91+BSD200)\n",
+        "budget in the `iters` column, seeds in `seeds`, device and precision in `recipe`; x4 from scratch, "
+        "cosine schedule, T91+BSD200). Each run validates 10 times on the 10 images held out of the training "
+        "folders (`curves/study_*.csv`, the figures' left panels); `separated_at_iter` is the first validation "
+        "from which every seed's held-out difference to the baseline keeps its final sign to the end of the "
+        "budget (`benchmark.stats.separation`; empty: not separated), so a budget is large enough for a study "
+        "when its variants separate well before the end\n",
         "".join(f"### {p.stem}\n\n" + _md(p) + f"\n![{p.stem}](fig_{p.stem}.png)\n"
                 for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",

@@ -275,6 +275,10 @@ def sweep(spec: str | Path | list[Job], out: str | Path = "results", backend: st
     return pd.DataFrame(rows), outcomes
 
 
+class JobsFailed(RuntimeError):
+    """Trainings of an ablation that did not finish, each named with its cause (one line at the CLI)."""
+
+
 def run_training_jobs(jobs: list[Job], out: Path, backend: str = "local", address: str | None = None,
                       workers: int | None = None, data_root=None) -> None:
     """The trainings of an ablation as sweep jobs; every one must finish (a table with a variant missing
@@ -283,7 +287,7 @@ def run_training_jobs(jobs: list[Job], out: Path, backend: str = "local", addres
     failed = [o for o in outcomes if o["status"] == "failed"]
     if failed:
         by_index = {j.index: j for j in jobs}
-        raise RuntimeError("; ".join(f"{by_index[o['index']].describe()} failed: {o['error']}" for o in failed))
+        raise JobsFailed("; ".join(f"{by_index[o['index']].describe()} failed: {o['error']}" for o in failed))
 
 
 def report(jobs_outcomes: list[dict], jobs: list[Job] | None = None, stream=None) -> int:

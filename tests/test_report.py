@@ -96,7 +96,7 @@ def test_cli_ablate_pruning_names_a_missing_checkpoint(tmp_path, capsys):
 
     assert main(["ablate", "branch-pruning", str(tmp_path / "nope.safetensors"), "--out", ""]) == 2
     err = capsys.readouterr().err
-    assert "awsrn-bench ablate: error" in err and "nope.safetensors" in err
+    assert "awsrn-bench ablate branch-pruning: error" in err and "nope.safetensors" in err
 
 
 def test_pruning_table_merges_per_checkpoint(tmp_path):
@@ -242,3 +242,46 @@ def test_learning_curves_carry_the_training_loss_of_each_validation_interval(tmp
     assert curves.total_iter.tolist() == [2, 4, 6]
     assert curves.loss.tolist() == pytest.approx([0.3, 0.2, 0.04])
     assert curves.gpu_minutes.tolist() == pytest.approx([2 / 60, 4 / 60, (10 + 4 * 0.5) / 60])
+
+
+def test_cli_pruning_finetune_writes_the_curves_and_their_figure(tmp_path, capsys):
+    import skimage.data
+    from PIL import Image
+    from benchmark.cli import main
+    from benchmark.train import TrainConfig, train
+
+    data = tmp_path / "train"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(skimage.data.astronaut()[i * 60:i * 60 + 96, :96]).save(data / f"t{i}.png")
+    ck = tmp_path / "awsrn-s-x2"
+    train(TrainConfig(scale=2, data=(str(data),), out=str(ck), iters=2, batch=2, patch=12, val_images=1,
+                      overrides={"n_feats": 8, "block_feats": 16, "n_awru": 2}), progress=False)
+    out = tmp_path / "res"
+    argv = ["ablate", "branch-pruning", str(ck / "model.safetensors"), "--finetune-iters", "4", "--subsets", "579",
+            "--data", str(data), "--datasets", "skimage", "--runs-dir", str(tmp_path / "runs"), "--out", str(out),
+            "--batch", "2", "--patch", "12", "--val-images", "1", "--format", "csv"]
+    assert main(argv) == 0
+    curves = pd.read_csv(out / "curves" / "branch_pruning_finetune.csv", dtype={"kernels": str})
+    # 10 curve points asked for, 4 iterations: one validation per iteration, for 579 and its control 3579
+    assert sorted(set(curves.kernels)) == ["3579", "579"] and set(curves.checkpoint) == {"awsrn-s-x2"}
+    assert list(curves[curves.kernels == "579"].iter) == [1, 2, 3, 4]
+    assert (out / "fig_branch_pruning_finetune_curves.png").is_file()
+    table = pd.read_csv(out / "branch_pruning_finetune.csv", dtype={"kernels": str})
+    assert table.set_index(["kernels", "retrain"]).loc[("579", "finetune-4"), "points_separated"] in (0, 1, 2, 3, 4)
+    # every row and curve names the version of the checkpoint it was made from; once the checkpoint is
+    # retrained, its rows are stale and reproduce leaves them out
+    from ablations.branch_pruning import split_current
+    from benchmark.checkpoints import file_sha256
+    sha = file_sha256(ck / "model.safetensors")
+    assert set(table.weights_sha256) == set(curves.weights_sha256) == {sha}
+    current, stale = split_current(table, {"awsrn-s-x2": ck / "model.safetensors"})
+    assert len(current) == len(table) and stale == []
+    older = pd.concat([table, table.assign(checkpoint="awsrn-s-x4", weights_sha256="0" * 64),
+                       table.drop(columns="weights_sha256").assign(checkpoint="awsrn-sd-x4")])
+    current, stale = split_current(older, {"awsrn-s-x2": ck / "model.safetensors", "awsrn-s-x4": ck / "model.safetensors"})
+    assert set(current.checkpoint) == {"awsrn-s-x2"} and stale == ["awsrn-s-x4", "awsrn-sd-x4"]
+    # a malformed subset is refused in one line, naming it
+    with pytest.raises(SystemExit) as exit_:
+        main(argv[:5] + ["--subsets", "57x"])
+    assert exit_.value.code == 2 and "expected subsets of the AWMS kernels 3579 written as digits, e.g. 357,579; got '57x'" in capsys.readouterr().err
