@@ -96,7 +96,8 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         torch.manual_seed(0)
         lat, _ = measure(model, cfg.scale, spec)
         for mode, m in modes:
-            res = evaluate(m.eval(), list(datasets), [cfg.scale], data_root=data_root, store=store, progress=False)
+            res = evaluate(m.eval(), list(datasets), [cfg.scale], data_root=data_root, store=store, progress=False,
+                           device=train_kw.get("device", "cpu"))   # graded where it was fine-tuned
             per_image["".join(map(str, sub)), mode] = res.images
             for _, r in res.summary.iterrows():
                 rows.append({"kernels": "".join(map(str, sub)), "n_branches": len(sub), "retrain": mode,
@@ -114,7 +115,10 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     for (ds, mode), g in df.groupby(["dataset", "retrain"]):
         df.loc[g.index, "pareto"] = pareto(g)
     if finetune_iters:
+        from ablations.training_studies import recipe_note
         df = add_separation(df, read_finetune_curves(checkpoint, subsets, finetune_iters, out_dir, train_kw))
+        recipe = {k: v for k, v in train_kw.items() if k != "device"}
+        df["recipe"] = np.where(df.retrain != "none", recipe_note(train_kw.get("device", "cpu"), recipe), "")
     return df.assign(weights_sha256=file_sha256(checkpoint))   # which version of the checkpoint file
 
 

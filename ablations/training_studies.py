@@ -100,9 +100,9 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     for label, overrides, seed, rd in runs:
         variant = label.split("[")[0]
         m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **overrides)
-        res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False)
-        images.append(res.images.assign(model=label, seed=seed))
         info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]}
+        res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False, device=device)
+        images.append(res.images.assign(model=label, seed=seed))
     table = summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)
     return add_separation(table, read_curves(runs), recipe_note(device, train_kw))
 

@@ -530,10 +530,12 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = self.out / "checkpoint.pt"
         self.progress = progress
-        # a graph only where it is exact and simple: one process, CUDA, fp32, no torch.compile
-        # fp16 needs a loss scaler that steps outside the graph; bf16 and channels_last are captured with it
+        # a graph only where it is simple: one process, CUDA; fp16 needs a loss scaler that steps outside the
+        # graph; bf16 and channels_last are captured with it. A compiled model (fused kernels) is captured too,
+        # unless its mode makes CUDA graphs of its own (reduce-overhead, max-autotune)
         self.use_graph = (cfg.fast and cfg.graph and self.device.type == "cuda" and self.world == 1
-                          and cfg.amp in ("none", "bf16") and not cfg.compile)
+                          and cfg.amp in ("none", "bf16")
+                          and not (cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")))
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         with self._on_stream():
             self._setup()

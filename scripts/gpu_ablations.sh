@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The GPU call for the ablations that train, as one prepared script: (tests) the CUDA-only tests, never run
+# on a CPU machine; (prune) the pruning fine-tune of $PRUNE, all 15 AWMS subsets and the full-set control
+# trained together; (studies) the training studies $STUDIES; (throughput) eager vs fast step forms. Each
+# stage has its own time limit and writes its tables into results/ as it finishes; everything it wrote is
+# packed into $OUT/results.tar (unpack over the tree: `tar xf results.tar`), the log into $OUT.
+# Carry .gpu/study (made by scripts/gpu_stage.sh: T91, BSD200, Set5, Set14 and the fvcore wheels the GPU
+# image lacks) and move every checkpoint but $PRUNE's out of the tree first (64 MiB in all).
+# Tried on the CPU first with tiny settings:
+#   DEVICE=cpu RECIPE= ITERS=4 FT_ITERS=4 SEEDS=1 STUDIES=bam STAGES=prune,studies bash scripts/gpu_ablations.sh
+set -u
+OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
+STAGE_ROOT=${STAGE_ROOT:-$PWD/.gpu/study}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 AWSRN_CACHE=/tmp/awsrn-cache AWSRN_DATA=$STAGE_ROOT
+DEVICE=${DEVICE:-cuda}
+STAGES=${STAGES:-tests,prune,studies}
+STUDIES=${STUDIES:-bam unit lrfu}
+ITERS=${ITERS:-2500}; SEEDS=${SEEDS:-1,2,3}
+FT_ITERS=${FT_ITERS:-2000}; PRUNE=${PRUNE:-checkpoints/awsrn-s-x4/model.safetensors}
+# bf16 autocast + channels_last, equal for every variant: 1.49x the fp32 graph step on an H200 for at most
+# 0.0012 dB (results/bf16_training_check.csv); RECIPE= trains in fp32
+RECIPE=${RECIPE---amp bf16 --channels-last}
+DATA=$STAGE_ROOT/train/T91,$STAGE_ROOT/train/BSD200
+CLI="python3 -m benchmark.cli"
+t_start=$(date +%s)
+exec > >(tee "$OUT/gpu_ablations.log") 2>&1
+stage() { case ",$STAGES," in *",$1,"*) return 0 ;; esac; return 1; }
+since() { echo "  [$(( $(date +%s) - t_start ))s] $*"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+if ! python3 -c "import fvcore" 2>/dev/null; then      # the complexity counts of the tables need it
+  python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/site "$STAGE_ROOT"/whl/*.whl \
+    && export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
+touch /tmp/gpu_stamp
+
+if stage tests; then
+  since "== tests: the CUDA-only checks (graph replay equal to the eager forward in evaluate and latency)"
+  timeout "${TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -n 0 -k cuda \
+    tests/test_evaluate.py tests/test_deploy_latency.py tests/test_train.py 2>&1 | tail -15
+fi
+
+if stage prune; then
+  since "== prune: $PRUNE, 15 subsets + the control, $FT_ITERS iterations each, together"
+  # shellcheck disable=SC2086   # RECIPE is a list of flags
+  timeout "${PRUNE_S:-240}" $CLI ablate branch-pruning "$PRUNE" --finetune-iters "$FT_ITERS" --data "$DATA" \
+    --datasets Set5,Set14 --data-root "$AWSRN_DATA" --device "$DEVICE" --backend group --runs-dir runs \
+    --out results --format csv $RECIPE | tail -20
+  echo "prune rc ${PIPESTATUS[0]}"
+fi
+
+if stage studies; then
+  since "== studies: $STUDIES, $ITERS iterations, seeds $SEEDS"
+  ITERS=$ITERS SEEDS=$SEEDS DEVICE=$DEVICE BACKEND=group RESULTS=results AWSRN_BENCH="$CLI" RECIPE="$RECIPE" \
+    timeout "${STUDIES_S:-330}" bash scripts/run_studies.sh $STUDIES
+  echo "studies rc $?"
+fi
+
+if stage throughput; then
+  since "== throughput: eager vs fast forms (AWSRN-S x4, batch 16, 48 px)"
+  timeout "${THROUGHPUT_S:-150}" $CLI bench train-throughput --data "$DATA" --device "$DEVICE" \
+    --fast-iters "${SPEED_ITERS:-1000}" --eager-iters $(( ${SPEED_ITERS:-1000} / 5 )) --out results
+fi
+
+since "== pack: the files this call wrote under results/"
+find results -newer /tmp/gpu_stamp -type f | sort > /tmp/gpu_files
+cat /tmp/gpu_files
+tar cf "$OUT/results.tar" -T /tmp/gpu_files
+since "done"
