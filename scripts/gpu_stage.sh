@@ -1,20 +1,39 @@
 #!/usr/bin/env bash
-# Makes .gpu/study, the git-ignored folder that scripts/gpu_ablations.sh reads on the GPU machine (carry it):
-# copies of T91, BSD200, Set5 and Set14 from the data root (never committed) and wheels of fvcore and its
-# pure-Python needs, which the GPU image lacks (pip cannot reach an index there). About 46 MiB.
+# Makes the git-ignored folders that a GPU call carries (never committed; ../shared does not travel):
+#   scripts/gpu_stage.sh [study]  .gpu/study: copies of T91, BSD200, Set5 and Set14 from the data root and
+#                                 wheels of fvcore and its pure-Python needs, which the GPU image lacks (pip
+#                                 cannot reach an index there); read by scripts/gpu_ablations.sh. About 46 MiB.
+#   scripts/gpu_stage.sh urban    .gpu/bench-sets (Set5, Set14, B100: 32 MiB) and .gpu/u100-{1,2,3,4} (Urban100/HR
+#                                 in quarters, about 24 MiB each): Urban100 (94 MiB) cannot travel in one call, so
+#                                 the evaluate-overhead run takes three calls on one warm machine (README).
 set -eu
 ROOT=${AWSRN_DATA:-../shared/data}
-D=${1:-.gpu/study}
 PIP=${PIP:-.venv/bin/pip}
-rm -rf "$D" && mkdir -p "$D/train" "$D/benchmark" "$D/whl"
-cp -r "$ROOT/train/T91" "$ROOT/train/BSD200" "$D/train/"
-cp -r "$ROOT/benchmark/Set5" "$ROOT/benchmark/Set14" "$D/benchmark/"
-# the versions this venv runs; fvcore and iopath ship only as sources: build them into wheels here
-pins=$($PIP freeze | grep -i -E '^(fvcore|iopath|yacs|termcolor)==' | tr '\n' ' ')
-src=$(mktemp -d)
-# shellcheck disable=SC2086
-$PIP download -q --no-deps -d "$src" $pins
-$PIP wheel -q --no-deps -w "$D/whl" "$src"/*
-rm -rf "$src"
-ls "$D/whl"
-du -sh "$D"
+case "${1:-study}" in
+study)
+  D=.gpu/study
+  rm -rf "$D" && mkdir -p "$D/train" "$D/benchmark" "$D/whl"
+  cp -r "$ROOT/train/T91" "$ROOT/train/BSD200" "$D/train/"
+  cp -r "$ROOT/benchmark/Set5" "$ROOT/benchmark/Set14" "$D/benchmark/"
+  # the versions this venv runs; fvcore and iopath ship only as sources: build them into wheels here
+  pins=$($PIP freeze | grep -i -E '^(fvcore|iopath|yacs|termcolor)==' | tr '\n' ' ')
+  src=$(mktemp -d)
+  # shellcheck disable=SC2086
+  $PIP download -q --no-deps -d "$src" $pins
+  $PIP wheel -q --no-deps -w "$D/whl" "$src"/*
+  rm -rf "$src"
+  ls "$D/whl"
+  du -sh "$D" ;;
+urban)
+  rm -rf .gpu/bench-sets .gpu/u100-*
+  mkdir -p .gpu/bench-sets/benchmark
+  cp -r "$ROOT/benchmark/Set5" "$ROOT/benchmark/Set14" "$ROOT/benchmark/B100" .gpu/bench-sets/benchmark/
+  i=0
+  for f in "$ROOT"/benchmark/Urban100/HR/*; do
+    part=$(( i * 4 / $(find "$ROOT/benchmark/Urban100/HR" -type f | wc -l) + 1 ))
+    mkdir -p ".gpu/u100-$part/HR" && cp "$f" ".gpu/u100-$part/HR/"
+    i=$((i + 1))
+  done
+  du -sh .gpu/bench-sets .gpu/u100-* ;;
+*) echo "gpu_stage.sh: expected 'study' or 'urban', got '$1'" >&2; exit 2 ;;
+esac
