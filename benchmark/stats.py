@@ -181,7 +181,8 @@ def separation(curves: pd.DataFrame, baseline: str, key: str = "model", metric: 
         if label == baseline:
             continue
         mine = curves[curves[key] == label].pivot_table(index="iter", columns="seed", values=metric)
-        d = (mine - base).dropna(how="any")          # the iterations and seeds both runs validated
+        seeds = mine.columns.intersection(base.columns)
+        d = (mine[seeds] - base[seeds]).dropna(how="any")     # the iterations and seeds both runs validated
         if d.empty:
             raise PairingError(f"'{label}' and '{baseline}' share no validation (iteration and seed)")
         sign = np.sign(d.iloc[-1].mean())

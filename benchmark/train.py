@@ -73,7 +73,8 @@ class TrainConfig:
     device: str = _opt("cpu", "cpu, cuda or cuda:N", kind="device")
     amp: str = _opt("none", "mixed precision (autocast) of the training step", choices=("none", "bf16", "fp16"))
     channels_last: bool = _opt(False, "NHWC activations")
-    compile: bool = _opt(False, "torch.compile the model")
+    compile: bool = _opt(False, "torch.compile the model (with the fast step on CUDA: captured inside its CUDA graph, "
+                                "unless --compile-mode makes graphs of its own)")
     compile_mode: str = _opt("default", "the torch.compile mode with --compile (reduce-overhead: its own CUDA graphs)",
                              choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     fast: bool = _opt(True, "the fast step: batched patch sampler + fused Adam (+ CUDA graph on CUDA); without it "

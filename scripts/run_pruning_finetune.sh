@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The fine-tuned arm of branch pruning for the committed checkpoints it covers, written into
+# results/branch_pruning_finetune.csv (each checkpoint's rows replaced) with each fine-tune's held-out learning
+# curve in results/curves/branch_pruning_finetune.csv. CPU default: 60 iterations at lr 1e-4, about 10 minutes
+# per checkpoint on 2 cores. On a GPU scripts/gpu_ablations.sh runs the same command at FT_ITERS=2000.
+#   FT_ITERS=60 scripts/run_pruning_finetune.sh [awsrn-s-x4 awsrn-s-x2 awsrn-sd-x4]
+set -eu
+ROOT=${AWSRN_DATA:-../shared/data}
+for ck in "${@:-awsrn-s-x4 awsrn-s-x2 awsrn-sd-x4}"; do
+  for name in $ck; do
+    model=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model'])" "checkpoints/$name/recipe.json")
+    ${AWSRN_BENCH:-.venv/bin/awsrn-bench} ablate branch-pruning "checkpoints/$name/model.safetensors" --model "$model" \
+      --finetune-iters "${FT_ITERS:-60}" --data "$ROOT/train/T91,$ROOT/train/BSD200" --data-root "$ROOT" \
+      --datasets Set5,Set14 --device "${DEVICE:-cpu}" --out "${RESULTS:-results}" ${RECIPE:-}
+  done
+done
