@@ -153,12 +153,13 @@ def read_finetune_curves(checkpoint, subsets, finetune_iters: int, out_dir=None,
 
 
 def add_separation(df: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """The fine-tuned rows get ``separated_at_iter``, ``points_separated`` and ``d_val_final``: when each
-    subset's held-out curve parted from the fine-tuned full model's (``benchmark.stats.separation``)."""
+    """The fine-tuned rows get ``separated_at_iter``, ``points_separated``, ``d_val_half`` and ``d_val_final``:
+    when each subset's held-out curve parted from the fine-tuned full model's, and by how much halfway and at
+    the end (``benchmark.stats.separation``)."""
     from benchmark.stats import separation
     sep = separation(curves, "3579", key="kernels").set_index("kernels")
     tuned = df.retrain != "none"
-    for col in ("separated_at_iter", "points_separated", "d_val_final"):
+    for col in ("separated_at_iter", "points_separated", "d_val_half", "d_val_final"):
         df[col] = np.nan
         df.loc[tuned, col] = df.loc[tuned, "kernels"].map(sep[col]).to_numpy()
     return df

@@ -117,11 +117,12 @@ def recipe_note(device: str, train_kw: dict) -> str:
 
 
 def add_separation(table: pd.DataFrame, curves: pd.DataFrame, recipe: str = "") -> pd.DataFrame:
-    """The study table with each variant's ``separated_at_iter``, ``points_separated`` and ``d_val_final``
-    (held-out PSNR difference at the last validation, mean over seeds) from the curves, and ``recipe``."""
+    """The study table with each variant's ``separated_at_iter``, ``points_separated``, ``d_val_half`` and
+    ``d_val_final`` (held-out PSNR difference halfway and at the last validation, mean over seeds) from the
+    curves, and ``recipe``."""
     from benchmark.stats import separation
     sep = separation(curves, table.baseline.iloc[0])
-    cols = ["separated_at_iter", "points_separated", "d_val_final"]
+    cols = ["separated_at_iter", "points_separated", "d_val_half", "d_val_final"]
     table = table.drop(columns=[c for c in cols + ["recipe"] if c in table])
     out = table.merge(sep[["model"] + cols], on="model", how="left")
     return out.assign(recipe=recipe) if recipe else out

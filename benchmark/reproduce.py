@@ -536,9 +536,12 @@ def _separation_words(d: pd.DataFrame) -> str:
     if "points_separated" not in d:
         return ""
     d = d.drop_duplicates("model")
+    def gap(r) -> str:
+        half = f"{r.d_val_half:+.3f} dB halfway, " if "d_val_half" in d else ""
+        return f"{half}{r.d_val_final:+.3f} dB at the end"
     parts = [f"{r.model} since iteration {int(r.separated_at_iter)} ({int(r.points_separated)} of the last "
-             f"validations, {r.d_val_final:+.3f} dB at the end)" if np.isfinite(r.separated_at_iter)
-             else f"{r.model} not separated (the seeds disagree at the end)" for r in d.itertuples()]
+             f"validations; {gap(r)})" if np.isfinite(r.separated_at_iter)
+             else f"{r.model} not separated (the seeds disagree at the end; {gap(r)})" for r in d.itertuples()]
     return "Held-out learning curves: " + "; ".join(parts) + "."
 
 

@@ -173,7 +173,9 @@ def separation(curves: pd.DataFrame, baseline: str, key: str = "model", metric: 
     the same iteration. ``separated_at_iter`` is the first validation from which every seed's difference
     keeps the sign of the last validation's mean difference up to the end of the budget; NaN where the
     seeds disagree at the end (the curves have not separated within the budget). ``points_separated`` is
-    how many validations that covers (1: only the last one). With one seed this is a property of one pair
+    how many validations that covers (1: only the last one). ``d_val_half`` and ``d_val_final``: the mean
+    difference at the validation nearest half the budget and at the last one; a gap that still shrinks or
+    grows between them has not settled within the budget. With one seed this is a property of one pair
     of runs, not of the variants."""
     rows = []
     base = curves[curves[key] == baseline].pivot_table(index="iter", columns="seed", values=metric)
@@ -189,8 +191,10 @@ def separation(curves: pd.DataFrame, baseline: str, key: str = "model", metric: 
         agree = (np.sign(d) == sign).all(axis=1).to_numpy() & (sign != 0)
         # the tail of iterations over which every seed agrees with the final sign
         n = int(np.argmin(agree[::-1])) if not agree.all() else len(agree)
+        # the mean difference halfway: beside the final one it says whether the gap is still moving
+        half = d.index[int(np.argmin(np.abs(d.index.to_numpy() - d.index[-1] / 2)))]
         rows.append({key: label, "baseline": baseline, "seeds": d.shape[1], "validations": len(d),
-                     "d_val_final": float(d.iloc[-1].mean()),
+                     "d_val_half": float(d.loc[half].mean()), "d_val_final": float(d.iloc[-1].mean()),
                      "separated_at_iter": float(d.index[len(d) - n]) if n else np.nan,
                      "points_separated": n})
     return pd.DataFrame(rows)

@@ -129,6 +129,8 @@ def test_separation_is_the_first_validation_after_which_every_seed_keeps_the_fin
     assert np.isnan(sep.loc["W", "separated_at_iter"]) and sep.loc["W", "points_separated"] == 0
     assert sep.loc["Z", "separated_at_iter"] == 100 and sep.loc["Z", "points_separated"] == 5
     assert sep.loc["V", "d_val_final"] == pytest.approx(0.2) and sep.loc["Z", "d_val_final"] == pytest.approx(-0.3)
+    # halfway: 250 lies between the validations at 200 and 300; a tie goes to the earlier one
+    assert sep.loc["V", "d_val_half"] == pytest.approx(0.025) and sep.loc["Z", "d_val_half"] == pytest.approx(-0.15)
 
 
 def test_separation_refuses_curves_that_share_no_validation():
