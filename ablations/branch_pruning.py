@@ -238,8 +238,8 @@ def plot(df: pd.DataFrame, out: Path, ncols: int = 4):
 
 
 def plot_curves(table: pd.DataFrame, curves: pd.DataFrame, out: Path, ncols: int = 4):
-    """One panel per checkpoint: each fine-tune's held-out learning curve (``curves/branch_pruning_finetune.csv``),
-    dotted where it separated from the fine-tuned full model (the table's ``separated_at_iter``)."""
+    """One panel per checkpoint: each fine-tune's held-out PSNR minus the fine-tuned full model's against
+    iteration (``curves/branch_pruning_finetune.csv``), dotted where it separated for good (``separated_at_iter``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -251,8 +251,8 @@ def plot_curves(table: pd.DataFrame, curves: pd.DataFrame, out: Path, ncols: int
         ax.axis("off")
     for ax, ck in zip(axes.flat, checkpoints):
         tuned = table[(table.checkpoint == ck) & (table.retrain != "none")]
-        draw(ax, tuned, curves[curves.checkpoint == ck], key="kernels")
-        ax.set_title(f"{ck}: fine-tunes (dotted: separated from 3579 since)", fontsize=8)
+        draw(ax, tuned, curves[curves.checkpoint == ck], key="kernels", baseline="3579")
+        ax.set_title(f"{ck}: fine-tuned subsets against the fine-tuned 3579", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -195,22 +195,31 @@ def plot(df: pd.DataFrame, out: Path, curves: pd.DataFrame | None = None):
     plt.close(fig)
 
 
-def plot_curves(ax, df: pd.DataFrame, curves: pd.DataFrame, key: str = "model") -> None:
-    """Held-out PSNR against iteration per variant (line: mean over seeds; band: lowest to highest seed),
-    a dotted line where each variant separated from the baseline (``separated_at_iter``)."""
+def plot_curves(ax, df: pd.DataFrame, curves: pd.DataFrame, key: str = "model", baseline: str | None = None) -> None:
+    """Each variant's held-out PSNR minus the baseline's, same seed, against iteration (line: mean over the
+    seeds; band: lowest to highest seed), and a dotted line where it separated for good (``separated_at_iter``):
+    the quantity ``benchmark.stats.separation`` reads."""
+    import matplotlib.pyplot as plt
     sep = df.drop_duplicates(key).set_index(key).get("separated_at_iter")
-    for label, g in curves.groupby(key, sort=False):
-        by_iter = g.groupby("iter").val_psnr
-        line, = ax.plot(by_iter.mean().index, by_iter.mean().to_numpy(), lw=1.2, label=str(label))
-        if g.seed.nunique() > 1:
-            ax.fill_between(by_iter.min().index, by_iter.min().to_numpy(), by_iter.max().to_numpy(),
-                            color=line.get_color(), alpha=0.2, lw=0)
+    baseline = baseline if baseline is not None else df.baseline.iloc[0]
+    base = curves[curves[key] == baseline].pivot_table(index="iter", columns="seed", values="val_psnr")
+    labels = [lb for lb in dict.fromkeys(curves[key]) if lb != baseline]
+    colors = plt.get_cmap("tab20" if len(labels) > 10 else "tab10").colors
+    ax.axhline(0, color="k", lw=1.5, label=f"{baseline} (baseline)")
+    for i, label in enumerate(labels):
+        mine = curves[curves[key] == label].pivot_table(index="iter", columns="seed", values="val_psnr")
+        seeds = mine.columns.intersection(base.columns)
+        d = (mine[seeds] - base[seeds]).dropna(how="any")
+        line, = ax.plot(d.index, d.mean(axis=1).to_numpy(), lw=1.2, color=colors[i % len(colors)], label=str(label))
+        if d.shape[1] > 1:
+            ax.fill_between(d.index, d.min(axis=1).to_numpy(), d.max(axis=1).to_numpy(), color=line.get_color(),
+                            alpha=0.2, lw=0)
         at = sep.get(label) if sep is not None else None
         if at is not None and np.isfinite(at):
             ax.axvline(at, color=line.get_color(), ls=":", lw=1)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("held-out PSNR (dB)")
-    ax.set_title("learning curves (dotted: separated from the baseline since)", fontsize=8)
+    ax.set_ylabel(f"held-out PSNR - {baseline} (dB)")
+    ax.set_title("learning curves against the baseline (dotted: separated since)", fontsize=8)
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
 
