@@ -539,7 +539,7 @@ def _separation_words(d: pd.DataFrame) -> str:
     def gap(r) -> str:
         half = f"{r.d_val_half:+.3f} dB halfway, " if "d_val_half" in d else ""
         return f"{half}{r.d_val_final:+.3f} dB at the end"
-    parts = [f"{r.model} since iteration {int(r.separated_at_iter)} ({int(r.points_separated)} of the last "
+    parts = [f"{r.model} since iteration {int(r.separated_at_iter)} (the last {int(r.points_separated)} "
              f"validations; {gap(r)})" if np.isfinite(r.separated_at_iter)
              else f"{r.model} not separated (the seeds disagree at the end; {gap(r)})" for r in d.itertuples()]
     return "Held-out learning curves: " + "; ".join(parts) + "."
