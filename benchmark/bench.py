@@ -186,7 +186,11 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
                ("fast, compile reduce-overhead", dict(fast=True, compile=True, compile_mode="reduce-overhead"),
                 fast_iters)]
     if not cuda:
-        configs = configs[:2]
+        # no CUDA graph on the CPU; bf16 autocast is the CPU's own lever (oneDNN bf16 convolutions, where the
+        # CPU has AVX512-BF16/AMX), the same recipe as `train --amp bf16`
+        configs = configs[:2] + [("fast, no graph, bf16", dict(fast=True, graph=False, amp="bf16"), eager_iters),
+                                 ("fast, no graph, bf16, channels_last",
+                                  dict(fast=True, graph=False, amp="bf16", channels_last=True), eager_iters)]
     rows = []
     for name, kw, n in configs:
         cfg = replace(base, out=f"{tmp}/{len(rows)}", **kw)
