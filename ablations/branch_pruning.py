@@ -70,8 +70,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
         device = train_kw.get("device", "cpu")
         jobs = [Job(i, "train", {"model": variant or "awsrn-s", "scale": cfg.scale, "data": list(train_data),
                                  "out": str(tune_dir(sub)), "iters": finetune_iters, "lr": 1e-4, "schedule": "cosine",
-                                 **curve_schedule(finetune_iters, curve_points),
-                                 "ckpt_every": finetune_iters, "init_from": str(checkpoint),
+                                 **curve_schedule(finetune_iters, curve_points), "init_from": str(checkpoint),
                                  "overrides": {**structure, "awms_kernels": sub}, **train_kw},
                     num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
                 for i, sub in enumerate(subsets)]

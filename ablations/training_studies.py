@@ -38,10 +38,12 @@ def run_dir(out: str | Path, label: str, scale: int, iters: int, seed: int, reci
 
 
 def curve_schedule(iters: int, points: int = CURVE_POINTS) -> dict:
-    """``val_every`` for ``points`` validations within the budget, and a ``log_every`` that divides it
-    (a validation happens on a log row)."""
+    """``val_every`` for ``points`` validations within the budget, a ``log_every`` that divides it (a
+    validation happens on a log row), and a resumable checkpoint at each validation (an interrupted run
+    goes on from its last point, not from the start: CPU runs take hours)."""
     val_every = max(1, iters // max(1, points))
-    return {"val_every": val_every, "log_every": val_every // 2 if val_every % 2 == 0 else val_every}
+    return {"val_every": val_every, "log_every": val_every // 2 if val_every % 2 == 0 else val_every,
+            "ckpt_every": val_every}
 
 
 def runs_of(study: str, iters: int, scale: int, out, seeds, recipe: dict | None = None):
@@ -92,7 +94,7 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     runs = runs_of(study, iters, scale, out, seeds, train_kw)
     jobs = [Job(i, "train", {"model": label.split("[")[0], "scale": scale, "data": list(data), "out": str(rd),
                              "iters": iters, "schedule": "cosine", "device": device, **curve_schedule(iters, curve_points),
-                             "ckpt_every": iters, "seed": seed, "overrides": overrides, **train_kw},
+                             "seed": seed, "overrides": overrides, **train_kw},
                 num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
             for i, (label, overrides, seed, rd) in enumerate(runs)]
     run_training_jobs(jobs, Path(out), backend=backend, address=address, workers=workers, data_root=data_root)

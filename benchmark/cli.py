@@ -218,17 +218,17 @@ def cmd_train(args) -> int:
 
 
 # per-run recipe keys a --runs item may set (MODEL:SCALE[:PATCH][:KEY=VALUE...]); the rest come from the flags
-_RUN_KEYS = {"patch": int, "batch": int, "lr": float, "name": str}
+_RUN_KEYS = {"patch": int, "batch": int, "lr": float, "train_subset": int, "hr_rescale": int, "name": str}
 
 
 def _run_spec(item: str, args) -> dict:
-    """One --runs item -> {model, scale, patch, batch, lr, name}; ValueError names the item and what is expected."""
+    """One --runs item -> {model, scale, name and the _RUN_KEYS}; ValueError names the item and what is expected."""
     parts = item.split(":")
     expected = f"--runs: {item!r} is not MODEL:SCALE[:PATCH][:KEY=VALUE...] (keys: {', '.join(_RUN_KEYS)})"
     if len(parts) < 2 or not parts[1].isdigit():
         raise ValueError(expected)
-    spec = {"model": parts[0], "scale": int(parts[1]), "patch": args.patch, "batch": args.batch, "lr": args.lr,
-            "name": None}
+    spec = {"model": parts[0], "scale": int(parts[1]), "name": None,
+            **{k: getattr(args, k) for k in _RUN_KEYS if k != "name"}}
     for i, part in enumerate(parts[2:]):
         if i == 0 and part.isdigit():
             spec["patch"] = int(part)
@@ -259,7 +259,7 @@ def cmd_train_group(args) -> int:
         model, scale, name = spec["model"], spec["scale"], spec["name"]
         prev = Path(args.continue_from) / name / "model.safetensors" if args.continue_from else None
         big = args.compact_above is not None and count_params(create_model(model, scale=scale)) > args.compact_above
-        cfgs.append(TrainConfig(**{**common, "batch": spec["batch"], "patch": spec["patch"], "lr": spec["lr"],
+        cfgs.append(TrainConfig(**{**common, **{k: spec[k] for k in _RUN_KEYS if k != "name"},
                                    "save_dtype": "float16" if big else common["save_dtype"]},
                                 model=model, scale=scale, out=str(Path(args.out) / name),
                                 init_from=str(prev) if prev is not None and prev.is_file() else None))
@@ -428,8 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The recipe flags are the fields of benchmark.train.TrainConfig, shared by "
                                    "every run; --runs sets each run's model, scale and its own keys.")
     s.add_argument("--runs", required=True,
-                   help="comma-separated MODEL:SCALE[:PATCH][:KEY=VALUE...] with keys patch, batch, lr, name (the run "
-                        "folder; default <model>-x<scale>), e.g. awsrn-s:2,awsrn-l:8:40,awsrn-s:4:batch=64:lr=2e-3:name=s4-b64")
+                   help="comma-separated MODEL:SCALE[:PATCH][:KEY=VALUE...] with keys patch, batch, lr, train_subset, "
+                        "hr_rescale, name (the run folder; default <model>-x<scale>), e.g. awsrn-s:2,awsrn-l:8:40,awsrn-s:4:batch=64:lr=2e-3:name=s4-b64")
     s.add_argument("--out", default="runs", help="folder of the runs: each run goes to <out>/<name>")
     s.add_argument("--continue-from", default=None,
                    help="folder of earlier runs: a run starts from <folder>/<name>/model.safetensors "

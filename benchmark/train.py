@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_write_text
 from .checkpoints import load_pruned, safe_torch_load, save_native
 from .data import IMAGE_EXTS, ImageReadError, LRCache, LR_CACHE_VERSION, decode_image
-from .imresize import bicubic_downscale, modcrop
+from .imresize import bicubic_downscale, imresize, modcrop
 from .results import device_name, environment, write_table
 
 
@@ -67,6 +67,10 @@ class TrainConfig:
     seed: int = _opt(1, "seed of the initialisation and the patch sampler")
     val_images: int = _opt(10, "images held out of the training folders for validation (every k-th image)",
                          minimum=0)
+    train_subset: int = _opt(0, "train on only this many of the training images, evenly spaced in the sorted list "
+                                "after the held-out split (0: all): for PSNR-against-data-size curves", minimum=0)
+    hr_rescale: int = _opt(0, "add n copies of each training image downscaled by 0.9, 0.8, ... (MATLAB bicubic; "
+                              "VDSR's augmentation of the 291 set), at most 5", minimum=0)
     val_every: int = _opt(500, "iterations between validations", minimum=1)
     log_every: int = _opt(50, "iterations between train_log.csv rows", minimum=1)
     ckpt_every: int = _opt(500, "iterations between resumable checkpoints", minimum=1)
@@ -100,12 +104,16 @@ class TrainConfig:
             raise ValueError(f"save_dtype must be float32 or float16, got {self.save_dtype!r}")
         if not self.data:
             raise ValueError("data (--data): at least one folder of training images is needed")
+        if self.train_subset < 0:
+            raise ValueError(f"train_subset must be >= 0 (0: every image), got {self.train_subset!r}")
+        if not 0 <= self.hr_rescale <= 5:
+            raise ValueError(f"hr_rescale must be 0 to 5 (copies at 0.9 down to 0.5), got {self.hr_rescale!r}")
 
 
 # ------------------------------------------------------------------------------------------ data
 # the recipe keys that change what a run learns: a study's or fine-tune's run folder names the ones that
 # differ from TrainConfig's defaults, so a run made with other values never stands in for this one
-RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images")
+RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale")
 
 
 def run_tag(recipe: dict) -> str:
@@ -141,52 +149,72 @@ def split_train_val(paths: list[Path], n_val: int) -> tuple[list[Path], list[Pat
     return [p for p in paths if p not in held], val
 
 
-def load_pairs(paths, scale: int, cache: LRCache, min_hr: int = 0):
+def rescale_factors(n: int) -> tuple[float, ...]:
+    """The HR sizes a training image is used at with ``hr_rescale=n``: 1, 0.9, ..., 1 - n/10."""
+    return tuple(round(1 - i / 10, 1) for i in range(n + 1))
+
+
+def load_pairs(paths, scale: int, cache: LRCache, min_hr: int = 0, hr_rescale: int = 0):
     """(HR uint8 (3,H,W), LR uint8 (3,h,w)) tensors; gray images become 3 channels; too-small and
-    unreadable images are reported and skipped."""
+    unreadable images are reported and skipped. ``hr_rescale`` adds copies of each image downscaled by
+    0.9, 0.8, ... (uint8 MATLAB bicubic, then modcrop and the LR of that copy); a copy smaller than the
+    patch is left out without a report (its image is in use)."""
     pairs, skipped = [], []
     for p in paths:
         try:
             data = p.read_bytes()
-            hr = decode_image(p, data)
+            full = decode_image(p, data)
         except (OSError, ImageReadError) as exc:
             skipped.append((str(p), str(exc)))
             continue
-        if hr.ndim == 2:
-            hr = np.repeat(hr[..., None], 3, axis=2)
-        hr = modcrop(hr, scale)
-        if min(hr.shape[:2]) < max(min_hr, scale):
-            skipped.append((str(p), f"smaller than the {min_hr}px HR patch"))
-            continue
+        if full.ndim == 2:
+            full = np.repeat(full[..., None], 3, axis=2)
         key = hashlib.sha256(data).hexdigest()
-        method = f"matlab-{LR_CACHE_VERSION}"
-        lr = cache.get(key, scale, method)
-        hr_t = torch.from_numpy(hr).permute(2, 0, 1).contiguous()
-        if lr is None or lr.ndim != 3:
-            lr_t = bicubic_downscale(hr_t, scale)
-            cache.put(key, scale, method, lr_t.permute(1, 2, 0).numpy())
-        else:
-            lr_t = torch.from_numpy(lr).permute(2, 0, 1).contiguous()
-        pairs.append((hr_t, lr_t))
+        full_t = torch.from_numpy(full).permute(2, 0, 1).contiguous()
+        for factor in rescale_factors(hr_rescale):
+            hr_t = modcrop(full_t if factor == 1 else imresize(full_t, factor), scale)
+            if min(hr_t.shape[-2:]) < max(min_hr, scale):
+                if factor == 1:
+                    skipped.append((str(p), f"smaller than the {min_hr}px HR patch"))
+                break            # the smaller copies are smaller still
+            hr_t = hr_t.contiguous()
+            method = f"matlab-{LR_CACHE_VERSION}" + ("" if factor == 1 else f"-hr{factor}")
+            lr = cache.get(key, scale, method)
+            if lr is None or lr.ndim != 3:
+                lr_t = bicubic_downscale(hr_t, scale)
+                cache.put(key, scale, method, lr_t.permute(1, 2, 0).numpy())
+            else:
+                lr_t = torch.from_numpy(lr).permute(2, 0, 1).contiguous()
+            pairs.append((hr_t, lr_t))
     return pairs, skipped
+
+
+def evenly_spaced(paths: list, n: int) -> list:
+    """``n`` of ``paths`` spread evenly over the list (all when ``n`` is 0 or not smaller)."""
+    if n <= 0 or n >= len(paths):
+        return paths
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, n).round().astype(int)]
 
 
 _PAIRS: dict[tuple, tuple] = {}   # decoded training pairs, shared by the runs of one process (a group)
 
 
-def training_pairs(folders, scale: int, min_hr: int, val_images: int):
-    """(training pairs, skipped images, validation pairs) of ``folders`` at ``scale``; decoded once per
-    process, so a group of runs at one scale reads the images once."""
-    key = (tuple(str(f) for f in folders), scale, min_hr, val_images)
+def training_pairs(folders, scale: int, min_hr: int, val_images: int, train_subset: int = 0, hr_rescale: int = 0):
+    """(training pairs, skipped images, validation pairs, images trained on) of ``folders`` at ``scale``
+    (with ``hr_rescale`` the pairs outnumber the images); decoded once per
+    process, so a group of runs at one scale reads the images once. The held-out images are chosen before
+    ``train_subset`` thins the rest, so runs on subsets validate on the same images."""
+    key = (tuple(str(f) for f in folders), scale, min_hr, val_images, train_subset, hr_rescale)
     if key not in _PAIRS:
         train_paths, val_paths = split_train_val(list_training_images(folders), val_images)
         if not train_paths:
             raise ValueError(f"all {len(val_paths)} images of {list(folders)} are held out for validation "
                              f"(val_images {val_images}); give more images or a smaller val_images")
         cache = LRCache()
-        pairs, skipped = load_pairs(train_paths, scale, cache, min_hr=min_hr)
+        used = evenly_spaced(train_paths, train_subset)
+        pairs, skipped = load_pairs(used, scale, cache, min_hr=min_hr, hr_rescale=hr_rescale)
         val_pairs, _ = load_pairs(val_paths, scale, cache)
-        _PAIRS[key] = (pairs, skipped, val_pairs)
+        _PAIRS[key] = (pairs, skipped, val_pairs, len(used) - len(skipped))
     return _PAIRS[key]
 
 
@@ -591,8 +619,8 @@ class Trainer:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        pairs, self.skipped, self.val_pairs = training_pairs(cfg.data, cfg.scale, cfg.patch * cfg.scale,
-                                                             cfg.val_images)
+        pairs, self.skipped, self.val_pairs, self.n_images = training_pairs(cfg.data, cfg.scale, cfg.patch * cfg.scale,
+                                                             cfg.val_images, cfg.train_subset, cfg.hr_rescale)
         if not pairs:
             unreadable = [p for p, why in self.skipped if "smaller than" not in why]
             small = len(self.skipped) - len(unreadable)
@@ -722,7 +750,7 @@ class Trainer:
             return
         cfg = self.cfg
         segs = self.segments + [self.segment()]
-        self.recipe = {**asdict(cfg), "world_size": self.world, "train_images": self.n_train,
+        self.recipe = {**asdict(cfg), "world_size": self.world, "train_images": self.n_images, "train_pairs": self.n_train,
                        "val_images": len(self.val_pairs), "skipped": self.skipped,
                        **environment(self.device, cfg.amp if cfg.amp != "none" else "fp32"),
                        "segments": segs, "total_iters": sum(int(s["iters"] or 0) for s in segs),

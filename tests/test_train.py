@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,11 +71,13 @@ def test_run_folders_name_the_recipe_keys_that_change_what_is_learned():
     assert run_tag({}) == run_tag({"batch": 16, "patch": 48, "amp": "none", "device": "cuda", "seed": 3}) == ""
     assert run_tag({"batch": 32, "amp": "bf16", "channels_last": True, "device": "cuda"}) == \
         "-batch32-ampbf16-channels_last"
+    assert run_tag({"train_subset": 140, "hr_rescale": 4, "amp": "bf16"}) == "-ampbf16-train_subset140-hr_rescale4"
     assert str(run_dir("r", "awsrn-l[n_lfb=2]", 4, 500, 2, {"amp": "bf16"})) == "r/x4-500it-ampbf16/awsrn-l-n_lfb2-seed2"
     # a validation always falls on a log row
     for iters, points in [(500, 10), (2500, 10), (7, 3), (2, 10), (1, 1)]:
         s = curve_schedule(iters, points)
         assert s["val_every"] % s["log_every"] == 0 and 1 <= s["val_every"] <= iters
+        assert s["ckpt_every"] == s["val_every"]            # an interrupted run resumes from its last point
 
 
 def test_validation_is_held_out_of_training(train_dir):
@@ -223,6 +226,42 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
     assert set(ft[ft.kernels != "3579"].points_separated) <= {0, 1, 2} and ft[ft.kernels == "3579"].points_separated.isna().all()
 
 
+def test_hr_rescale_adds_downscaled_copies_each_with_its_own_lr(train_dir):
+    """VDSR's augmentation: copies at 0.9, 0.8, ... of each image; a copy too small for the patch is left
+    out silently (its image is in use), an image too small at full size is reported as before."""
+    from benchmark.data import LRCache
+    from benchmark.imresize import bicubic_downscale, imresize, modcrop
+    from benchmark.train import list_training_images, load_pairs, rescale_factors
+    assert rescale_factors(0) == (1.0,) and rescale_factors(4) == (1.0, 0.9, 0.8, 0.7, 0.6)
+    paths = list_training_images([train_dir])            # six 96x100 crops and one 80x80 gray image
+    base, skipped0 = load_pairs(paths, 2, LRCache(), min_hr=84)
+    pairs, skipped = load_pairs(paths, 2, LRCache(), min_hr=84, hr_rescale=2)
+    assert len(base) == 6 and skipped == skipped0 and [Path(p).name for p, _ in skipped] == ["gray.png"]
+    assert len(pairs) == 12                              # x1 and x0.9 (96 -> 87 -> 86 px); x0.8 (76 px) too small
+    full = torch.from_numpy(np.array(Image.open(paths[1]).convert("RGB"))).permute(2, 0, 1)
+    hr09, lr09 = pairs[1]
+    assert torch.equal(pairs[0][0], modcrop(full, 2)) and hr09.shape == (3, 86, 90)
+    assert torch.equal(hr09, modcrop(imresize(full, 0.9), 2)) and torch.equal(lr09, bicubic_downscale(hr09, 2))
+    # the LR cache keeps the copies apart from the full-size image: a second load gives the same pairs
+    again, _ = load_pairs(paths, 2, LRCache(), min_hr=84, hr_rescale=2)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(pairs, again))
+
+
+def test_train_subset_thins_the_training_images_but_keeps_the_held_out_ones(train_dir, tmp_path):
+    from benchmark.train import evenly_spaced, training_pairs
+    assert evenly_spaced(list(range(10)), 4) == [0, 3, 6, 9] and evenly_spaced([1, 2], 0) == [1, 2]
+    assert evenly_spaced([1, 2], 5) == [1, 2]
+    full = training_pairs((str(train_dir),), 2, 24, 2)
+    part = training_pairs((str(train_dir),), 2, 24, 2, train_subset=3)
+    assert (len(full[0]), full[3]) == (5, 5) and (len(part[0]), part[3]) == (3, 3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(full[2], part[2]))      # the same validation images
+    train(_cfg(train_dir, tmp_path / "s", iters=2, train_subset=3, hr_rescale=1), progress=False)
+    recipe = json.loads((tmp_path / "s/recipe.json").read_text())
+    assert (recipe["train_images"], recipe["train_pairs"], recipe["hr_rescale"]) == (3, 6, 1)
+    with pytest.raises(ValueError, match="train_subset must be >= 0"):
+        _cfg(train_dir, tmp_path, train_subset=-1)
+
+
 # ------------------------------------------------------------------------------ the fast step
 def _pairs(train_dir, scale=2):
     from benchmark.data import LRCache
@@ -326,18 +365,21 @@ def test_float16_storage_halves_the_file_and_loads(train_dir, tmp_path):
 
 def test_train_group_trains_every_run_to_the_same_length(train_dir, tmp_path):
     from benchmark.cli import main
-    rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:3:8,awsrn-s:2:batch=2:lr=5e-4:name=s2-b2",
+    rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:3:8,awsrn-s:2:batch=2:lr=5e-4:name=s2-b2,awsrn-s:2:hr_rescale=1:train_subset=3:name=s2-aug",
                "--data", str(train_dir), "--device", "cpu",
                "--iters", "4", "--batch", "4", "--patch", "12", "--log-every", "2", "--val-every", "4", "--val-images", "2",
                "--out", str(tmp_path / "g"), "--quiet"])
     assert rc == 0
     df = pd.read_csv(tmp_path / "g/group.csv")
-    assert list(df.model) == ["awsrn-s", "awsrn-sd", "awsrn-s"] and list(df.iters) == [4, 4, 4]
+    assert list(df.model) == ["awsrn-s", "awsrn-sd", "awsrn-s", "awsrn-s"] and list(df.iters) == [4, 4, 4, 4]
     assert df.gpu_share.sum() == pytest.approx(1.0)
-    assert list(df.batch) == [4, 4, 2] and list(df.lr) == [1e-3, 1e-3, 5e-4] and list(df.patch) == [12, 8, 12]
+    assert list(df.batch) == [4, 4, 2, 4] and list(df.lr) == [1e-3, 1e-3, 5e-4, 1e-3] and list(df.patch) == [12, 8, 12, 12]
+    aug = json.loads((tmp_path / "g/s2-aug/recipe.json").read_text())
+    assert (aug["train_subset"], aug["hr_rescale"], aug["train_images"], aug["train_pairs"]) == (3, 1, 3, 6)
     assert json.loads((tmp_path / "g/awsrn-sd-x3/recipe.json").read_text())["patch"] == 8
     probe = json.loads((tmp_path / "g/s2-b2/recipe.json").read_text())
     assert (probe["batch"], probe["lr"], probe["model"]) == (2, 5e-4, "awsrn-s")
+    assert (probe["train_subset"], probe["hr_rescale"]) == (0, 0)
     # the next group continues from these runs: a second segment each
     rc = main(["train-group", "--runs", "awsrn-s:2", "--data", str(train_dir), "--device", "cpu", "--iters", "2",
                "--batch", "4", "--patch", "12", "--log-every", "2", "--val-images", "2", "--out", str(tmp_path / "g2"),
@@ -362,7 +404,8 @@ def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
                "--out", str(tmp_path / "g")])
     assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH][:KEY=VALUE...]" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
-    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, name)"),
+    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, train_subset, hr_rescale, name)"),
+                          ("awsrn-s:4:hr_rescale=6", "hr_rescale must be 0 to 5"),
                           ("awsrn-s:4:lr=fast", "lr='fast' is not float")]:
         rc = main(["train-group", "--runs", item, "--data", str(train_dir), "--device", "cpu",
                    "--out", str(tmp_path / "g")])
