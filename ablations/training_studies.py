@@ -3,10 +3,12 @@ a parameter (``iters``), so a GPU user reruns them at full scale:
 
     python -m ablations.training_studies n_lfb --iters 20000 --device cuda --data ../shared/data/train/T91,...
 
-Declared here: BAM on/off, residual unit (RU / wRU / AWRU), LRFU on/off and the number of LFBs (1 to 4).
+Declared here: BAM on/off, residual unit (RU / wRU / AWRU), LRFU on/off, the number of LFBs (1 to 4), and the
+training data (a quarter, half or all of the training images, and all with downscaled copies).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,20 @@ STUDIES = {
              "measures": "PSNR/SSIM, params", "figure": "fig_study_lrfu.png"},
     "n_lfb": {"variants": {f"awsrn-l[n_lfb={n}]": {"n_lfb": n} for n in (1, 2, 3, 4)},
               "baseline": "awsrn-l[n_lfb=4]", "measures": "PSNR/SSIM vs params", "figure": "fig_study_n_lfb.png"},
+    # not a structure but the training data: a quarter, half and all of the 281 training images, and all of
+    # them with four downscaled copies each (VDSR's augmentation) -- where AWSRN-S x4 stops learning from the
+    # 291 images, and whether more data (what DIV2K's 800 images give the paper) moves it
+    "data": {"variants": {"awsrn-s[train_subset=70]": {"train": {"train_subset": 70}},
+                          "awsrn-s[train_subset=140]": {"train": {"train_subset": 140}},
+                          "awsrn-s": {},
+                          "awsrn-s[hr_rescale=4]": {"train": {"hr_rescale": 4}}},
+             "baseline": "awsrn-s", "measures": "PSNR/SSIM vs training images", "figure": "fig_study_data.png"},
 }
+
+
+def structure(spec: dict) -> dict:
+    """The model config overrides of a variant (its ``train`` entry holds training keys instead)."""
+    return {k: v for k, v in spec.items() if k != "train"}
 
 
 CURVE_POINTS = 10     # validations per run on the held-out images: the learning curves of the variants
@@ -94,15 +109,17 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     runs = runs_of(study, iters, scale, out, seeds, train_kw)
     jobs = [Job(i, "train", {"model": label.split("[")[0], "scale": scale, "data": list(data), "out": str(rd),
                              "iters": iters, "schedule": "cosine", "device": device, **curve_schedule(iters, curve_points),
-                             "seed": seed, "overrides": overrides, **train_kw},
+                             "seed": seed, "overrides": structure(overrides), **train_kw, **overrides.get("train", {})},
                 num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
             for i, (label, overrides, seed, rd) in enumerate(runs)]
     run_training_jobs(jobs, Path(out), backend=backend, address=address, workers=workers, data_root=data_root)
     images, info = [], {}
     for label, overrides, seed, rd in runs:
         variant = label.split("[")[0]
-        m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **overrides)
-        info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"]}
+        m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **structure(overrides))
+        trained_on = json.loads((rd / "recipe.json").read_text()).get("train_images", np.nan)
+        info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"],
+                       "train_images": trained_on}
         res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False, device=device)
         images.append(res.images.assign(model=label, seed=seed))
     table = summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)

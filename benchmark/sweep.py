@@ -165,6 +165,14 @@ def _train(params: dict, out: Path, data_root) -> pd.DataFrame:
     return res.summary.reindex(columns=EVAL_COLUMNS).assign(out=summary["out"], iters=summary["iters"])
 
 
+def _output_present(job: Job, out: Path, data_root) -> bool:
+    """A train job's ledger entry stands only while its run's weights exist (a deleted run folder is
+    trained again rather than graded from a missing file)."""
+    if job.kind != "train":
+        return True
+    return (Path(_train_config(job.params, out, data_root)[0].out) / "model.safetensors").is_file()
+
+
 def run_job(job: Job, out: str | Path, data_root=None) -> dict:
     """Run one job unless the ledger has it; never raises: returns {index, status, rows, error}.
 
@@ -179,7 +187,7 @@ def run_job(job: Job, out: str | Path, data_root=None) -> dict:
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)          # a second sweep waits here, then finds the ledger entry
             done = store.read_run("sweep", key)
-            if not done.empty:
+            if not done.empty and _output_present(job, out, data_root):
                 return {"index": job.index, "status": "reused", "rows": done.to_dict("records"), "error": None}
             rows = (_evaluate if job.kind == "evaluate" else _train)(job.params, out, data_root)
             rows = rows.assign(job=job.index, job_id=key["job"], kind=job.kind)

@@ -1,6 +1,7 @@
 """awsrn-bench sweep: the same rows from the local backend and from Ray, failures reported, the ledger."""
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,12 @@ def test_train_job_trains_grades_and_is_skipped_on_rerun(tmp_path, capsys):
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--format", "csv"]) == 0
     assert (tmp_path / "run" / "model.safetensors").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(_csv(capsys), first)
+    # the run folder deleted: the ledger entry no longer stands, the job trains again (same seed, same rows)
+    shutil.rmtree(tmp_path / "run")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--format", "csv"]) == 0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    again = _csv(capsys)
+    assert again.psnr.tolist() == first.psnr.tolist() and again.ssim.tolist() == first.ssim.tolist()
 
 
 def test_two_sweeps_at_once_into_one_out_leave_no_duplicate_and_no_lost_row(tmp_path):

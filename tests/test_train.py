@@ -188,6 +188,26 @@ def test_training_study_trains_each_variant_once_per_seed_and_reports_intervals(
     assert lrfu.set_index("model").loc["awsrn-s", "psnr"] != b.loc["awsrn-s", "psnr"]
 
 
+def test_data_study_variants_differ_in_training_data_not_in_structure(train_dir, tmp_path, monkeypatch):
+    from ablations import training_studies as ts
+    declared = ts.STUDIES["data"]
+    assert declared["baseline"] == "awsrn-s" and list(declared["variants"]) == [
+        "awsrn-s[train_subset=70]", "awsrn-s[train_subset=140]", "awsrn-s", "awsrn-s[hr_rescale=4]"]
+    # the same declaration at this folder's size (6 training images)
+    monkeypatch.setitem(ts.STUDIES, "data", {**declared, "variants": {
+        "awsrn-s[train_subset=3]": {"train": {"train_subset": 3}}, "awsrn-s": {},
+        "awsrn-s[hr_rescale=1]": {"train": {"hr_rescale": 1}}}})
+    df = ts.run("data", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+                batch=2, patch=12, val_images=1)
+    d = df.set_index("model")
+    assert d.train_images.to_dict() == {"awsrn-s[train_subset=3]": 3, "awsrn-s": 6, "awsrn-s[hr_rescale=1]": 6}
+    assert d.params.nunique() == 1 and d.loc["awsrn-s", "verdict"] == "baseline"
+    runs = tmp_path / "runs" / "x2-2it-batch2-patch12-val_images1"
+    assert sorted(p.name for p in runs.iterdir()) == ["awsrn-s", "awsrn-s-hr_rescale1", "awsrn-s-train_subset3"]
+    recipe = json.loads((runs / "awsrn-s-hr_rescale1" / "recipe.json").read_text())
+    assert (recipe["hr_rescale"], recipe["train_pairs"], recipe["overrides"]) == (1, 12, {})
+
+
 def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_dir, tmp_path):
     from ablations.branch_pruning import run
 
