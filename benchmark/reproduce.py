@@ -530,6 +530,21 @@ def _findings(out: Path, ft: pd.DataFrame | None = None) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def study_command(d: pd.DataFrame) -> str:
+    """The command that made a study table, from its own columns (budget, seeds, recipe)."""
+    recipe = str(d.recipe.iloc[0]) if "recipe" in d and isinstance(d.recipe.iloc[0], str) else "cpu"
+    parts = [r.strip() for r in recipe.split(",")]
+    env = [f"ITERS={int(d.iters.iloc[0])}", f"SEEDS={d.seeds.iloc[0]}" if "seeds" in d else ""]
+    if parts[0] != "cpu":
+        env.append(f"DEVICE={parts[0]}")
+    flags = [f"--{k} {v}" for k, _, v in (q.partition(" ") for q in parts[1:])
+             if (k, v) not in (("batch", "16"), ("patch", "48"), ("amp", "none")) and v]
+    flags += ["--channels-last"] if "channels_last" in parts else []
+    if flags:
+        env.append(f'RECIPE="{" ".join(flags)}"')
+    return " ".join(e for e in env if e) + f" scripts/run_studies.sh {d.study.iloc[0]}"
+
+
 def _separation_words(d: pd.DataFrame) -> str:
     """The held-out learning curves of a study table's variants, in words (tables made before the
     curves existed: nothing)."""
@@ -652,14 +667,14 @@ def write_index(out: Path, note: str = "", checkpoints: dict | None = None) -> N
         "![fine-tune curves](fig_branch_pruning_finetune_curves.png)\n"
         if (out / "curves" / "branch_pruning_finetune.csv").is_file() else "",
         "## Visual comparison (centre crops, x4) — `visual/`\n", "![visual](fig_visual.png)\n",
-        "## Training studies — `study_*.csv` (`ITERS=500 SEEDS=1,2,3 scripts/run_studies.sh bam unit lrfu n_lfb`, "
+        "## Training studies — `study_*.csv` (`scripts/run_studies.sh`, the command under each table; "
         "budget in the `iters` column, seeds in `seeds`, device and precision in `recipe`; x4 from scratch, "
         "cosine schedule, T91+BSD200). Each run validates 10 times on the 10 images held out of the training "
         "folders (`curves/study_*.csv`, the figures' left panels); `separated_at_iter` is the first validation "
         "from which every seed's held-out difference to the baseline keeps its final sign to the end of the "
         "budget (`benchmark.stats.separation`; empty: not separated), so a budget is large enough for a study "
         "when its variants separate well before the end\n",
-        "".join(f"### {p.stem}\n\n" + _md(p) + f"\n![{p.stem}](fig_{p.stem}.png)\n"
+        "".join(f"### {p.stem}\n\n`{study_command(pd.read_csv(p))}`\n\n" + _md(p) + f"\n![{p.stem}](fig_{p.stem}.png)\n"
                 for p in sorted(out.glob("study_*.csv"))) or "_(not run)_\n",
         "## Other files\n",
         "`registry.csv` (all variants), `complexity_breakdown.*` (per module), `eval_overhead_cpu.csv` "

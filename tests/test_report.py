@@ -285,3 +285,15 @@ def test_cli_pruning_finetune_writes_the_curves_and_their_figure(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_:
         main(argv[:5] + ["--subsets", "57x"])
     assert exit_.value.code == 2 and "expected subsets of the AWMS kernels 3579 written as digits, e.g. 357,579; got '57x'" in capsys.readouterr().err
+
+
+def test_each_study_table_states_the_command_that_made_it():
+    from benchmark.reproduce import study_command
+    d = pd.DataFrame({"study": ["bam"], "iters": [2500], "seeds": ["1,2"],
+                      "recipe": ["cpu, batch 16, patch 48, amp bf16, channels_last"]})
+    assert study_command(d) == 'ITERS=2500 SEEDS=1,2 RECIPE="--amp bf16 --channels-last" scripts/run_studies.sh bam'
+    d = d.assign(study="data", iters=16000, seeds="1", recipe="cuda, batch 32, patch 48, amp none")
+    assert study_command(d) == 'ITERS=16000 SEEDS=1 DEVICE=cuda RECIPE="--batch 32" scripts/run_studies.sh data'
+    # a table made before the recipe column existed: the CPU defaults
+    assert study_command(d.drop(columns="recipe").assign(study="unit", iters=500)) == \
+        "ITERS=500 SEEDS=1 scripts/run_studies.sh unit"
