@@ -64,7 +64,7 @@ if stage studies; then
   echo "studies rc $?"
   # this call's runs (weights, recipes, logs), in parts of 15 MB (what one file may bring back):
   # cat study_runs.tar.part* | tar x
-  find runs/studies -newer /tmp/gpu_stamp \( -name model.safetensors -o -name recipe.json -o -name train_log.csv \) \
+  find runs/studies -newer /tmp/gpu_stamp \( -name model.safetensors -o -name model.json -o -name recipe.json -o -name train_log.csv \) \
     | sort | tar cf /tmp/study_runs.tar -T - && split -b 15m -d /tmp/study_runs.tar "$OUT/study_runs.tar.part"
 fi
 
