@@ -3,8 +3,9 @@ a parameter (``iters``), so a GPU user reruns them at full scale:
 
     python -m ablations.training_studies n_lfb --iters 20000 --device cuda --data ../shared/data/train/T91,...
 
-Declared here: BAM on/off, residual unit (RU / wRU / AWRU), LRFU on/off, the number of LFBs (1 to 4), and the
-training data (a quarter, half or all of the training images, and all with downscaled copies).
+Declared here: BAM on/off, residual unit (RU / wRU / AWRU), LRFU on/off, the number of LFBs (1 to 4), the
+training data (a quarter, half or all of the training images, and all with downscaled copies), and the
+fine-tune of the committed AWSRN-S checkpoint with and without those copies (``data_ft``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,24 @@ STUDIES = {
                           "awsrn-s": {},
                           "awsrn-s[hr_rescale=4]": {"train": {"hr_rescale": 4}}},
              "baseline": "awsrn-s", "measures": "PSNR/SSIM vs training images", "figure": "fig_study_data.png"},
+    # the same question at the end of a long run instead of from scratch: the committed AWSRN-S checkpoint (which
+    # overfits its 232 images: held-out PSNR peaked mid-run) fine-tuned for a new cosine cycle on the same
+    # images, and on them with four downscaled copies each -- does more data lift a model that has plateaued?
+    "data_ft": {"variants": {"awsrn-s[ft]": {}, "awsrn-s[ft,hr_rescale=4]": {"train": {"hr_rescale": 4}}},
+                "baseline": "awsrn-s[ft]", "init": "checkpoints/awsrn-s-x{scale}/model.safetensors",
+                "measures": "PSNR/SSIM of a fine-tune with more data", "figure": "fig_study_data_ft.png"},
 }
+
+
+def init_checkpoint(study: str, scale: int) -> Path | None:
+    """The checkpoint every run of ``study`` starts from (a fine-tune study), or None (from scratch)."""
+    init = STUDIES[study].get("init")
+    if init is None:
+        return None
+    path = Path(init.format(scale=scale))
+    if not path.is_file():
+        raise FileNotFoundError(f"study {study!r} fine-tunes {path}, which does not exist (a checkpoint at x{scale})")
+    return path
 
 
 def structure(spec: dict) -> dict:
@@ -42,14 +60,22 @@ def structure(spec: dict) -> dict:
 CURVE_POINTS = 10     # validations per run on the held-out images: the learning curves of the variants
 
 
-def run_dir(out: str | Path, label: str, scale: int, iters: int, seed: int, recipe: dict | None = None) -> Path:
+def run_dir(out: str | Path, label: str, scale: int, iters: int, seed: int, recipe: dict | None = None,
+            start: Path | None = None) -> Path:
     """Keyed by variant, scale, budget, seed and the recipe keys that differ from the defaults
     (``benchmark.train.run_tag``), not by study: the AWSRN-S baseline that the BAM, unit and LRFU studies
     share is trained once per budget and seed, and a rerun resumes instead of retraining. Seed 1 keeps the
-    folder name it had before seeds existed."""
+    folder name it had before seeds existed. A fine-tune study's runs are keyed by the content of the
+    checkpoint they ``start`` from too (as the pruning fine-tunes are): once that checkpoint is replaced, a
+    rerun trains anew from the new one instead of reusing runs of the old."""
     from benchmark.train import run_tag
-    name = label.replace("[", "-").replace("]", "").replace("=", "")
-    return Path(out) / f"x{scale}-{iters}it{run_tag(recipe or {})}" / (name if seed == 1 else f"{name}-seed{seed}")
+    name = label.replace("[", "-").replace("]", "").replace("=", "").replace(",", "-")
+    origin = ""
+    if start is not None:
+        from benchmark.checkpoints import file_sha256
+        origin = f"-from-{file_sha256(start)[:12]}"
+    return (Path(out) / f"x{scale}-{iters}it{run_tag(recipe or {})}{origin}"
+            / (name if seed == 1 else f"{name}-seed{seed}"))
 
 
 def curve_schedule(iters: int, points: int = CURVE_POINTS) -> dict:
@@ -63,7 +89,8 @@ def curve_schedule(iters: int, points: int = CURVE_POINTS) -> dict:
 
 def runs_of(study: str, iters: int, scale: int, out, seeds, recipe: dict | None = None):
     """(label, overrides, seed, run folder) of every training of ``study``."""
-    return [(label, overrides, seed, run_dir(out, label, scale, iters, seed, recipe))
+    start = init_checkpoint(study, scale)
+    return [(label, overrides, seed, run_dir(out, label, scale, iters, seed, recipe, start))
             for label, overrides in STUDIES[study]["variants"].items() for seed in seeds]
 
 
@@ -107,7 +134,9 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     from benchmark.sweep import Job, run_training_jobs
 
     runs = runs_of(study, iters, scale, out, seeds, train_kw)
-    jobs = [Job(i, "train", {"model": label.split("[")[0], "scale": scale, "data": list(data), "out": str(rd),
+    init = init_checkpoint(study, scale)
+    start = {} if init is None else {"init_from": str(init)}
+    jobs = [Job(i, "train", {**start, "model": label.split("[")[0], "scale": scale, "data": list(data), "out": str(rd),
                              "iters": iters, "schedule": "cosine", "device": device, **curve_schedule(iters, curve_points),
                              "seed": seed, "overrides": structure(overrides), **train_kw, **overrides.get("train", {})},
                 num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
@@ -123,16 +152,23 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
         res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False, device=device)
         images.append(res.images.assign(model=label, seed=seed))
     table = summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)
-    return add_separation(table, read_curves(runs), recipe_note(device, train_kw))
+    return add_separation(table, read_curves(runs), recipe_note(device, train_kw, init))
 
 
-def recipe_note(device: str, train_kw: dict) -> str:
-    """The recipe in one cell, e.g. ``cuda, batch 16, patch 48, amp bf16, channels_last``."""
+def recipe_note(device: str, train_kw: dict, init: Path | None = None) -> str:
+    """The recipe in one cell, e.g. ``cuda, batch 16, patch 48, amp bf16, channels_last``; a learning rate
+    other than the default and the checkpoint a fine-tune study started from (with its iterations) too."""
     from benchmark.train import TrainConfig
     d = TrainConfig.__dataclass_fields__
-    kw = {k: train_kw.get(k, d[k].default) for k in ("batch", "patch", "amp", "channels_last")}
-    return ", ".join([device.split(":")[0], f"batch {kw['batch']}", f"patch {kw['patch']}", f"amp {kw['amp']}"]
-                     + (["channels_last"] if kw["channels_last"] else []))
+    kw = {k: train_kw.get(k, d[k].default) for k in ("batch", "patch", "lr", "amp", "channels_last")}
+    parts = [device.split(":")[0], f"batch {kw['batch']}", f"patch {kw['patch']}", f"amp {kw['amp']}"]
+    parts += ["channels_last"] if kw["channels_last"] else []
+    parts += [f"lr {kw['lr']:g}"] if kw["lr"] != d["lr"].default else []
+    if init is not None:
+        recipe = init.parent / "recipe.json"
+        total = json.loads(recipe.read_text()).get("total_iters") if recipe.is_file() else None
+        parts.append(f"from {init.parent}" + (f" at {total} iterations" if total else ""))
+    return ", ".join(parts)
 
 
 def add_separation(table: pd.DataFrame, curves: pd.DataFrame, recipe: str = "") -> pd.DataFrame:
@@ -264,7 +300,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="results", help="results folder: <out>/study_<name>.csv, its figure and "
                                                          "<out>/curves/study_<name>.csv")
     parser.add_argument("--format", default="table", choices=["table", "csv", "md", "latex"])
-    add_recipe_arguments(parser, keep=("device", "batch", "patch", "amp", "channels_last", "val_images"))
+    add_recipe_arguments(parser, keep=("device", "batch", "patch", "lr", "amp", "channels_last", "val_images"))
     add_backend_arguments(parser)
 
 

@@ -170,9 +170,12 @@ def learning_plateau(curves: pd.DataFrame, paper: pd.DataFrame | None = None) ->
         s5, val = g.dropna(subset=["psnr_Set5"]), g.dropna(subset=["val_psnr"])
         last_seg = int(g.segment.max())
         before = s5[s5.segment < last_seg]
+        # the end is the last segment's: a segment that did not watch Set5 (a CPU fine-tune) leaves it unknown
+        # here (its graded number is in paper_vs_ours), not the number of the model it started from
+        watched_end = not s5.empty and int(s5.segment.iloc[-1]) == last_seg
         row = {"checkpoint": label, "model": g.model.iloc[0], "scale": int(label.rsplit("-x", 1)[1]),
                "total_iter": int(g.total_iter.max()), "gpu_minutes": g.gpu_minutes.max(),
-               "psnr_Set5": s5.psnr_Set5.iloc[-1] if not s5.empty else np.nan,
+               "psnr_Set5": s5.psnr_Set5.iloc[-1] if watched_end else np.nan,
                "psnr_Set5_peak": s5.psnr_Set5.max() if not s5.empty else np.nan,
                "total_iter_at_psnr_Set5_peak": int(s5.loc[s5.psnr_Set5.idxmax(), "total_iter"]) if not s5.empty else np.nan,
                "val_psnr": val.val_psnr.iloc[-1] if not val.empty else np.nan,
@@ -181,7 +184,7 @@ def learning_plateau(curves: pd.DataFrame, paper: pd.DataFrame | None = None) ->
                "last_segment_iters": int(g[g.segment == last_seg].total_iter.max() - (before.total_iter.max()
                                                                                       if not before.empty else 0)),
                "d_psnr_Set5_last_segment": (s5.psnr_Set5.iloc[-1] - before.psnr_Set5.iloc[-1])
-               if not before.empty and not s5.empty else np.nan}
+               if not before.empty and watched_end else np.nan}
         if "loss" in val and not val.empty:
             at_peak, end = val.loc[val.val_psnr.idxmax(), "loss"], val.loss.iloc[-1]
             row.update(loss_at_val_psnr_peak=at_peak, loss=end, d_loss_pct_after_val_peak=100 * (end / at_peak - 1))

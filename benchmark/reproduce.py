@@ -359,7 +359,9 @@ def _plateau_summary(path: Path) -> str:
                 if not pd.isna(getattr(r, "d_loss_pct_after_val_peak", np.nan)) else "")
         lines.append(f"- {r.checkpoint}: held-out PSNR peaked at {r.val_psnr_peak:.2f} dB after {r.total_iter_at_val_psnr_peak:,} "
                      f"of {r.total_iter:,} iterations and ended at {r.val_psnr:.2f}{loss}; Set5 peaked at {r.psnr_Set5_peak:.2f} "
-                     f"({r.total_iter_at_psnr_Set5_peak:,} iterations), ended at {r.psnr_Set5:.2f} (paper {r.paper_psnr:.2f}).")
+                     f"({r.total_iter_at_psnr_Set5_peak:,} iterations), "
+                     + (f"ended at {r.psnr_Set5:.2f}" if not pd.isna(r.psnr_Set5) else "not watched in the last segment")
+                     + f" (paper {r.paper_psnr:.2f}).")
     if not lines:
         return "No checkpoint's held-out PSNR peaked before the last fifth of its training.\n"
     return ("Held-out PSNR peaked before the last fifth of training, i.e. more iterations of this recipe on these 291 images "
@@ -538,7 +540,8 @@ def study_command(d: pd.DataFrame) -> str:
     if parts[0] != "cpu":
         env.append(f"DEVICE={parts[0]}")
     flags = [f"--{k} {v}" for k, _, v in (q.partition(" ") for q in parts[1:])
-             if (k, v) not in (("batch", "16"), ("patch", "48"), ("amp", "none")) and v]
+             if (k, v) not in (("batch", "16"), ("patch", "48"), ("amp", "none")) and v
+             and k != "from"]     # the checkpoint a fine-tune study starts from is part of the study's declaration
     flags += ["--channels-last"] if "channels_last" in parts else []
     if flags:
         env.append(f'RECIPE="{" ".join(flags)}"')

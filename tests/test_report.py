@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -225,6 +226,10 @@ def test_learning_plateau_finds_the_peak_and_the_last_segments_gain():
     assert r.last_segment_iters == 300 and r.d_psnr_Set5_last_segment == pytest.approx(0.9)
     assert r.paper_psnr == 31.77
     assert (r.loss_at_val_psnr_peak, r.loss) == (0.035, 0.0315) and r.d_loss_pct_after_val_peak == pytest.approx(-10.0)
+    # a last segment that did not watch Set5: its end is unknown, not the earlier segment's number
+    r = report.learning_plateau(curves.assign(psnr_Set5=[25.0, 26.0, None, None, None]), paper).iloc[0]
+    assert np.isnan(r.psnr_Set5) and np.isnan(r.d_psnr_Set5_last_segment) and r.psnr_Set5_peak == 26.0
+    assert r.val_psnr == 21.2 and r.last_segment_iters == 300
 
 
 def test_learning_curves_carry_the_training_loss_of_each_validation_interval(tmp_path):
@@ -294,6 +299,11 @@ def test_each_study_table_states_the_command_that_made_it():
     assert study_command(d) == 'ITERS=2500 SEEDS=1,2 RECIPE="--amp bf16 --channels-last" scripts/run_studies.sh bam'
     d = d.assign(study="data", iters=16000, seeds="1", recipe="cuda, batch 32, patch 48, amp none")
     assert study_command(d) == 'ITERS=16000 SEEDS=1 DEVICE=cuda RECIPE="--batch 32" scripts/run_studies.sh data'
+    # a fine-tune study: its learning rate is a flag, its starting checkpoint part of the study's declaration
+    d = d.assign(study="data_ft", iters=8000, recipe="cpu, batch 16, patch 48, amp bf16, channels_last, lr 0.0002, "
+                                                     "from checkpoints/awsrn-s-x4 at 54300 iterations")
+    assert study_command(d) == ('ITERS=8000 SEEDS=1 RECIPE="--amp bf16 --lr 0.0002 --channels-last" '
+                                'scripts/run_studies.sh data_ft')
     # a table made before the recipe column existed: the CPU defaults
     assert study_command(d.drop(columns="recipe").assign(study="unit", iters=500)) == \
         "ITERS=500 SEEDS=1 scripts/run_studies.sh unit"

@@ -208,6 +208,32 @@ def test_data_study_variants_differ_in_training_data_not_in_structure(train_dir,
     assert (recipe["hr_rescale"], recipe["train_pairs"], recipe["overrides"]) == (1, 12, {})
 
 
+def test_data_ft_study_fine_tunes_the_declared_checkpoint_with_and_without_copies(train_dir, tmp_path, monkeypatch):
+    from ablations import training_studies as ts
+    declared = ts.STUDIES["data_ft"]
+    assert declared["init"] == "checkpoints/awsrn-s-x{scale}/model.safetensors"
+    ck = tmp_path / "ck"
+    train(_cfg(train_dir, ck, iters=2, overrides={}))          # the full AWSRN-S: the study builds the registry's
+    monkeypatch.setitem(ts.STUDIES, "data_ft", {**declared, "init": str(tmp_path / "ck" / "model.safetensors")})
+    df = ts.run("data_ft", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+                batch=2, patch=12, val_images=1, lr=2e-4)
+    assert list(df.model) == ["awsrn-s[ft]", "awsrn-s[ft,hr_rescale=4]"] and df.baseline.iloc[0] == "awsrn-s[ft]"
+    assert df.recipe.iloc[0] == f"cpu, batch 2, patch 12, amp none, lr 0.0002, from {ck} at 2 iterations"
+    from benchmark.checkpoints import file_sha256
+    sha = file_sha256(ck / "model.safetensors")[:12]      # keyed by the checkpoint: a replaced one starts anew
+    runs = tmp_path / "runs" / f"x2-2it-batch2-patch12-lr0.0002-val_images1-from-{sha}"
+    assert sorted(p.name for p in runs.iterdir()) == ["awsrn-s-ft", "awsrn-s-ft-hr_rescale4"]
+    for name, pairs in (("awsrn-s-ft", 6), ("awsrn-s-ft-hr_rescale4", 6 * 5)):
+        recipe = json.loads((runs / name / "recipe.json").read_text())
+        # a new segment of the checkpoint's run: its budget counts the 2 iterations it started from
+        assert (recipe["init_from"], recipe["lr"], recipe["total_iters"]) == (str(ck / "model.safetensors"), 2e-4, 4)
+        assert recipe["train_pairs"] <= pairs and recipe["train_pairs"] > (6 if "hr" in name else 0)
+    # a study whose checkpoint is missing says which one
+    monkeypatch.setitem(ts.STUDIES, "data_ft", {**declared, "init": str(tmp_path / "none-x{scale}.safetensors")})
+    with pytest.raises(FileNotFoundError, match=r"study 'data_ft' fine-tunes .*none-x2.safetensors, which does not exist"):
+        ts.run("data_ft", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",))
+
+
 def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_dir, tmp_path):
     from ablations.branch_pruning import run
 
