@@ -146,9 +146,10 @@ def run(study: str, iters: int, data, scale: int = 4, out: str = "runs/studies",
     for label, overrides, seed, rd in runs:
         variant = label.split("[")[0]
         m = create_model(variant, scale=scale, weights=rd / "model.safetensors", **structure(overrides))
-        trained_on = json.loads((rd / "recipe.json").read_text()).get("train_images", np.nan)
+        recipe = json.loads((rd / "recipe.json").read_text())
+        trained_on = recipe.get("train_images", np.nan)   # pairs: with the downscaled copies (--hr-rescale)
         info[label] = {"params": count_params(m), "multi_adds_g": model_complexity(m, scale)["multi_adds_g"],
-                       "train_images": trained_on}
+                       "train_images": trained_on, "train_pairs": recipe.get("train_pairs", trained_on)}
         res = evaluate(m, list(datasets), [scale], data_root=data_root, progress=False, device=device)
         images.append(res.images.assign(model=label, seed=seed))
     table = summarize_study(study, pd.concat(images, ignore_index=True), info, scale, iters)

@@ -201,6 +201,7 @@ def test_data_study_variants_differ_in_training_data_not_in_structure(train_dir,
                 batch=2, patch=12, val_images=1)
     d = df.set_index("model")
     assert d.train_images.to_dict() == {"awsrn-s[train_subset=3]": 3, "awsrn-s": 6, "awsrn-s[hr_rescale=1]": 6}
+    assert d.train_pairs.to_dict() == {"awsrn-s[train_subset=3]": 3, "awsrn-s": 6, "awsrn-s[hr_rescale=1]": 12}
     assert d.params.nunique() == 1 and d.loc["awsrn-s", "verdict"] == "baseline"
     runs = tmp_path / "runs" / "x2-2it-batch2-patch12-val_images1"
     assert sorted(p.name for p in runs.iterdir()) == ["awsrn-s", "awsrn-s-hr_rescale1", "awsrn-s-train_subset3"]
