@@ -743,7 +743,9 @@ class Trainer:
                 "device": device_name(self.device), "fast": cfg.fast, "graph": self.use_graph, "amp": cfg.amp,
                 "channels_last": cfg.channels_last, "wall_s": wall, "concurrent": self.concurrent,
                 "gpu_s": wall * self.gpu_share if self.device.type == "cuda" else 0.0,
-                "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d")}
+                "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d"),
+                # the data of this segment (a fine-tune may add downscaled copies the earlier segments lacked)
+                "train_subset": cfg.train_subset, "hr_rescale": cfg.hr_rescale, "train_pairs": self.n_train}
 
     def _write_recipe(self, final: bool) -> None:
         if not self.main:

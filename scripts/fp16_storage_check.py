@@ -3,7 +3,7 @@ after a round trip through float16 (what `--save-dtype float16` / `--compact-abo
 same images with the matlab protocol.
 
     python scripts/fp16_storage_check.py CK[,CK...] --data-root ../shared/data [--datasets Set5,Set14]
-        [--out results/fp16_storage.csv]
+        [--out results/fp16_storage.csv]   # replaces the rows of these checkpoints, keeps the others
 """
 from __future__ import annotations
 
@@ -52,7 +52,13 @@ def main(argv=None) -> int:
     df = pd.concat([compare(p, args.datasets.split(","), args.data_root) for p in args.checkpoints.split(",")])
     print(df.to_string(index=False))
     if args.out:
-        write_table(df, args.out)
+        # the rows of the checkpoints checked now replace their earlier rows; the others stay (some were
+        # float32 copies that lived only on the GPU machine of their run)
+        out = Path(args.out)
+        if out.is_file():
+            old = pd.read_csv(out)
+            df = pd.concat([old[~old.checkpoint.isin(df.checkpoint)], df], ignore_index=True)
+        write_table(df, out)
     return 0
 
 

@@ -178,3 +178,22 @@ def test_float16_storage_moves_psnr_by_less_than_a_thousandth_of_a_db(data_root)
     df = mod.compare(ck, ["Set5"], data_root)
     assert len(df) == 1 and df.psnr_fp32.iloc[0] > 30.0
     assert abs(df.d_psnr.iloc[0]) <= 0.001 and df.d_psnr.iloc[0] != 0.0
+
+
+def test_float16_storage_table_replaces_only_the_rows_of_the_checkpoints_checked(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("fp16check", root / "scripts/fp16_storage_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "fp16_storage.csv"
+    pd.DataFrame({"checkpoint": ["a", "a", "b"], "dataset": ["Set5", "Set14", "Set5"],
+                  "d_psnr": [0.1, 0.2, 0.3]}).to_csv(out, index=False)
+    monkeypatch.setattr(mod, "compare", lambda path, datasets, data_root: pd.DataFrame(
+        {"checkpoint": [path], "dataset": ["Set5"], "d_psnr": [0.5]}))
+    assert mod.main(["a", "--out", str(out)]) == 0
+    got = pd.read_csv(out)
+    assert got.values.tolist() == [["b", "Set5", 0.3], ["a", "Set5", 0.5]]

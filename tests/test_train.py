@@ -381,11 +381,14 @@ def test_eager_and_fast_runs_train_and_resume_exactly(train_dir, tmp_path):
 
 def test_a_continued_run_records_every_segment(train_dir, tmp_path):
     train(_cfg(train_dir, tmp_path / "a", iters=3), progress=False)
-    train(_cfg(train_dir, tmp_path / "b", iters=4, lr=5e-4, schedule="cosine",
+    train(_cfg(train_dir, tmp_path / "b", iters=4, lr=5e-4, schedule="cosine", hr_rescale=1,
                init_from=str(tmp_path / "a/model.safetensors")), progress=False)
     recipe = json.loads((tmp_path / "b/recipe.json").read_text())
     assert [s["iters"] for s in recipe["segments"]] == [3, 4] and recipe["total_iters"] == 7
     assert [s["lr"] for s in recipe["segments"]] == [1e-3, 5e-4]
+    # each segment states its own data: the fine-tune added one downscaled copy per image
+    assert [s["hr_rescale"] for s in recipe["segments"]] == [0, 1]
+    assert recipe["segments"][1]["train_pairs"] > recipe["segments"][0]["train_pairs"]
     assert all({"batch", "patch", "device", "wall_s", "gpu_s"} <= set(s) for s in recipe["segments"])
     log = pd.read_csv(tmp_path / "b/train_log.csv")
     assert list(log.segment) == [1] * 3 + [2] * 4 and list(log.total_iter) == list(range(1, 8))
