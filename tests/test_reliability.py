@@ -251,6 +251,33 @@ def test_store_files_follow_the_umask(tmp_path):
     assert f.stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
 
 
+def test_a_temp_file_left_by_a_killed_writer_is_swept_and_a_live_writers_is_kept(tmp_path):
+    """kill -9 between mkstemp and os.replace leaves ``.<name>.<host>-<pid>.<rand>.tmp``; the next writer
+    into that folder removes it when that pid is gone, and leaves a live process's temp file alone."""
+    import subprocess
+    import sys
+    import benchmark.atomic as atomic
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = tmp_path / "eval"
+        folder.mkdir()
+        left = folder / f".run.json.{atomic._HOST}-{dead.pid}.k3j_x9ab.tmp"
+        busy = folder / f".run.json.{atomic._HOST}-{live.pid}.a0b1c2d3.tmp"
+        other_host = folder / f".run.json.elsewhere-{dead.pid}.a0b1c2d3.tmp"
+        for f in (left, busy, other_host):
+            f.write_text("{")
+        assert atomic.stale_temps(folder) == [left]
+        atomic.atomic_write_text(folder / "run.json", "{}\n")
+        assert (folder / "run.json").read_text() == "{}\n"
+        assert not left.exists() and busy.exists() and other_host.exists()
+        assert sorted(p.name for p in folder.iterdir()) == sorted(["run.json", busy.name, other_host.name])
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_a_second_model_on_the_same_images_decodes_nothing_and_an_edited_image_is_read_again(tmp_path, monkeypatch):
     """The in-memory pair cache: a second evaluation in the same process takes every (HR, LR) pair from
     memory (no decode, no resize) and grades the same rows; an image rewritten on disk is decoded again."""
