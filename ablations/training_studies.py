@@ -5,7 +5,8 @@ a parameter (``iters``), so a GPU user reruns them at full scale:
 
 Declared here: BAM on/off, residual unit (RU / wRU / AWRU), LRFU on/off, the number of LFBs (1 to 4), the
 training data (a quarter, half or all of the training images, and all with downscaled copies), and the
-fine-tune of the committed AWSRN-S checkpoint with and without those copies (``data_ft``).
+fine-tune of the committed AWSRN-S checkpoint with and without those copies (``data_ft``), and with and without a
+moving average of the weights (``ema_ft``).
 """
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ STUDIES = {
     "data_ft": {"variants": {"awsrn-s[ft]": {}, "awsrn-s[ft,hr_rescale=4]": {"train": {"hr_rescale": 4}}},
                 "baseline": "awsrn-s[ft]", "init": "checkpoints/awsrn-s-x{scale}/model.safetensors",
                 "measures": "PSNR/SSIM of a fine-tune with more data", "figure": "fig_study_data_ft.png"},
+    # the plateaued checkpoint once more, with the copies, with and without an exponential moving average of the
+    # weights (train --ema, BasicSR's ema_decay 0.999): does averaging out the last steps' noise lift it?
+    "ema_ft": {"variants": {"awsrn-s[ft,hr_rescale=4]": {"train": {"hr_rescale": 4}},
+                            "awsrn-s[ft,hr_rescale=4,ema=0.999]": {"train": {"hr_rescale": 4, "ema": 0.999}}},
+               "baseline": "awsrn-s[ft,hr_rescale=4]", "init": "checkpoints/awsrn-s-x{scale}/model.safetensors",
+               "measures": "PSNR/SSIM of a fine-tune with a weight average", "figure": "fig_study_ema_ft.png"},
 }
 
 

@@ -114,10 +114,11 @@ def eval_overhead(datasets=("Set5", "Set14", "B100", "Urban100"), data_root=None
     return pd.DataFrame(rows)
 
 
-def graph_equals_eager(device: str, steps: int = 3) -> dict:
-    """The same fixed batch through the eager fused step and the CUDA-graph step: loss and parameters."""
+def graph_equals_eager(device: str, steps: int = 3, ema: float = 0.9) -> dict:
+    """The same fixed batch through the eager fused step and the CUDA-graph step, both updating a weight
+    average (``ema``, as ``train --ema``): loss, parameters and averages."""
     from .registry import create_model
-    from .train import EagerStep, GraphStep, TrainConfig, make_optimizer
+    from .train import EagerStep, GraphStep, TrainConfig, WeightEMA, make_optimizer
     g = torch.Generator().manual_seed(0)
     lr_u8 = torch.randint(0, 256, (16, 3, 48, 48), generator=g, dtype=torch.uint8).to(device)
     hr_u8 = torch.randint(0, 256, (16, 3, 192, 192), generator=g, dtype=torch.uint8).to(device)
@@ -126,21 +127,24 @@ def graph_equals_eager(device: str, steps: int = 3) -> dict:
     for graph in (False, True):
         torch.manual_seed(0)
         model = create_model("awsrn-s", scale=4).to(device)
+        avg = WeightEMA(model, ema) if ema else None
         opt = make_optimizer(model, cfg, torch.device(device), graph=graph)
         if graph:
-            step = GraphStep(model, model, opt, lr_u8.shape, hr_u8.shape, torch.device(device))
+            step = GraphStep(model, model, opt, lr_u8.shape, hr_u8.shape, torch.device(device), ema=avg)
             for _ in range(steps):
                 step(lr_u8, hr_u8)
         else:
-            step = EagerStep(model, opt, torch.device(device))
+            step = EagerStep(model, opt, torch.device(device), ema=avg)
             for _ in range(steps):
                 step(lr_u8.float() / 255.0, hr_u8.float() / 255.0)
         torch.cuda.synchronize()
-        out[graph] = (float(step.loss_sum), {k: v.detach().clone() for k, v in model.state_dict().items()})
-    (le, se), (lg, sg) = out[False], out[True]
+        averages = [t.detach().clone() for t in avg.tensors()] if avg is not None else []
+        out[graph] = (float(step.loss_sum), {k: v.detach().clone() for k, v in model.state_dict().items()}, averages)
+    (le, se, ae), (lg, sg, ag) = out[False], out[True]
     diff = max(float((se[k] - sg[k]).abs().max()) for k in se)
-    return {"loss_eager": le, "loss_graph": lg, "max_param_diff": diff,
-            "equal": abs(le - lg) < 1e-4 * abs(le) and diff < 1e-4}
+    ema_diff = max((float((a - b).abs().max()) for a, b in zip(ae, ag)), default=0.0)
+    return {"loss_eager": le, "loss_graph": lg, "max_param_diff": diff, "max_ema_diff": ema_diff,
+            "equal": abs(le - lg) < 1e-4 * abs(le) and diff < 1e-4 and ema_diff < 1e-4}
 
 
 def _rate(cfg, warmup: int, timed: int) -> float:
@@ -177,6 +181,9 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
                ("fast, bf16", dict(fast=True, amp="bf16"), fast_iters),
                ("fast, bf16, channels_last", dict(fast=True, amp="bf16", channels_last=True), fast_iters),
                ("fast, channels_last", dict(fast=True, channels_last=True), fast_iters),
+               # the weight average (train --ema) is one more foreach kernel in the graph: what it costs
+               ("fast, bf16, channels_last, ema 0.999", dict(fast=True, amp="bf16", channels_last=True, ema=0.999),
+                fast_iters),
                ("fast, batch 64", dict(fast=True, batch=64), fast_iters // 2),
                # last, since compiling takes a while: the compiled model (Inductor fuses the elementwise ops
                # between the convolutions) inside our graph, with bf16 and channels_last; then the issue's other
@@ -190,7 +197,9 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
         # CPU has AVX512-BF16/AMX), the same recipe as `train --amp bf16`
         configs = configs[:2] + [("fast, no graph, bf16", dict(fast=True, graph=False, amp="bf16"), eager_iters),
                                  ("fast, no graph, bf16, channels_last",
-                                  dict(fast=True, graph=False, amp="bf16", channels_last=True), eager_iters)]
+                                  dict(fast=True, graph=False, amp="bf16", channels_last=True), eager_iters),
+                                 ("fast, no graph, bf16, channels_last, ema 0.999",
+                                  dict(fast=True, graph=False, amp="bf16", channels_last=True, ema=0.999), eager_iters)]
     rows = []
     for name, kw, n in configs:
         cfg = replace(base, out=f"{tmp}/{len(rows)}", **kw)
@@ -216,4 +225,5 @@ def _throughput_table(rows: list[dict], check: dict | None) -> pd.DataFrame:
     if check is not None:
         df["graph_equals_eager"] = check["equal"]
         df["graph_max_param_diff"] = check["max_param_diff"]
+        df["graph_max_ema_diff"] = check["max_ema_diff"]
     return df

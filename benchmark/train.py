@@ -21,6 +21,7 @@ generator and trains on its own slice, so a 2-process run follows the 1-process 
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -90,6 +91,8 @@ class TrainConfig:
                                              "cosine horizon) to what fits", flag="--time-budget")
     monitor: tuple[str, ...] = _opt((), "test sets graded (matlab protocol) at each validation, only watched")
     data_root: str | None = _opt(None, "where the test sets live (default $AWSRN_DATA)")
+    ema: float = _opt(0.0, "decay of an exponential moving average of the weights (e.g. 0.999, BasicSR's ema_decay): "
+                           "validation, --monitor, the checkpoint and model.safetensors use the average; 0: off")
     save_dtype: str = _opt("float32", "storage of model.safetensors (float16: half the size)",
                            choices=("float32", "float16"))
     overrides: dict = _opt(dict, "a config field of the variant, e.g. n_lfb=2 (repeatable)", flag="--set",
@@ -106,6 +109,8 @@ class TrainConfig:
             raise ValueError("data (--data): at least one folder of training images is needed")
         if self.train_subset < 0:
             raise ValueError(f"train_subset must be >= 0 (0: every image), got {self.train_subset!r}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be a decay in [0, 1) (0: off, e.g. 0.999), got {self.ema!r}")
         if not 0 <= self.hr_rescale <= 5:
             raise ValueError(f"hr_rescale must be 0 to 5 (copies at 0.9 down to 0.5), got {self.hr_rescale!r}")
 
@@ -113,7 +118,7 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------ data
 # the recipe keys that change what a run learns: a study's or fine-tune's run folder names the ones that
 # differ from TrainConfig's defaults, so a run made with other values never stands in for this one
-RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale")
+RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale", "ema")
 
 
 def run_tag(recipe: dict) -> str:
@@ -367,11 +372,34 @@ def set_lr(opt, value: float) -> None:
             group["lr"] = value
 
 
-class EagerStep:
-    """forward, L1, backward, Adam step; the loss is summed on the device (no sync per step)."""
+class WeightEMA:
+    """An exponential moving average of the weights, updated after every optimizer step:
+    ``avg <- decay * avg + (1 - decay) * w`` (one foreach kernel, torch's own ``get_ema_multi_avg_fn``).
+    ``model`` is a copy of the trained model whose parameters are the averages (buffers are constants here).
+    Not ``torch.optim.swa_utils.AveragedModel``: its update branches on a device counter (a host sync), which
+    cannot be captured in the step's CUDA graph; this update can."""
 
-    def __init__(self, net, opt, device, amp: str = "none", channels_last: bool = False):
-        self.net, self.opt = net, opt
+    def __init__(self, model: torch.nn.Module, decay: float):
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.avg, self.src = list(self.model.parameters()), list(model.parameters())
+        self._update = get_ema_multi_avg_fn(decay)
+
+    def update(self) -> None:
+        self._update(self.avg, self.src, None)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return self.avg
+
+
+class EagerStep:
+    """forward, L1, backward, Adam step (and the weight average's update); the loss is summed on the device
+    (no sync per step)."""
+
+    def __init__(self, net, opt, device, amp: str = "none", channels_last: bool = False, ema: WeightEMA | None = None):
+        self.net, self.opt, self.ema = net, opt, ema
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         self.device_type, self.channels_last = device.type, channels_last
@@ -386,6 +414,8 @@ class EagerStep:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update()
         self.loss_sum += loss.detach()
 
 
@@ -399,7 +429,8 @@ class GraphStep:
 
     WARMUP = 3
 
-    def __init__(self, net, model, opt, lr_shape, hr_shape, device, amp: str = "none", channels_last: bool = False):
+    def __init__(self, net, model, opt, lr_shape, hr_shape, device, amp: str = "none", channels_last: bool = False,
+                 ema: WeightEMA | None = None):
         if amp not in ("none", "bf16"):
             raise ValueError(f"the CUDA-graph step takes amp none or bf16, not {amp!r} (fp16 needs a loss scaler)")
         amp_dtype = torch.bfloat16 if amp == "bf16" else None
@@ -410,6 +441,7 @@ class GraphStep:
         params = list(model.parameters())
         saved_params = [p.detach().clone() for p in params]
         saved_state = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in params if p in opt.state}
+        saved_ema = [t.clone() for t in ema.tensors()] if ema is not None else []
         saved_loss = self.loss_sum.clone()
 
         def body():
@@ -423,6 +455,8 @@ class GraphStep:
             loss = F.l1_loss(sr.float(), hr_b)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update()
             self.loss_sum.add_(loss.detach())
 
         side = torch.cuda.Stream(device)
@@ -438,6 +472,8 @@ class GraphStep:
             for p in params:
                 for k, v in opt.state[p].items():
                     v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
+            for t, v in zip(ema.tensors() if ema is not None else [], saved_ema):
+                t.copy_(v)
             self.loss_sum.copy_(saved_loss)
         opt.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
@@ -577,6 +613,8 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self._build_model()
+        # the average starts from the initial (or init_from) weights; a resumed run restores its own below
+        self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
         self._load_data()
         self.opt = make_optimizer(self.model, cfg, self.device, self.use_graph)
         self.segments, self.log_rows = prior_segments(cfg.init_from) if not self._resuming() else ([], [])
@@ -635,6 +673,11 @@ class Trainer:
     def _restore(self) -> None:
         state = safe_torch_load(self.ckpt_path)
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise ValueError(f"{self.ckpt_path}: has no weight average to resume --ema {self.cfg.ema} from "
+                                 "(it was trained without --ema)")
+            self.ema.model.load_state_dict(state["ema"])
         lr_tensor = self.opt.param_groups[0]["lr"]
         self.opt.load_state_dict(state["optimizer"])
         if isinstance(lr_tensor, torch.Tensor):          # keep the device tensor the graph reads
@@ -662,9 +705,14 @@ class Trainer:
         if self.use_graph:
             p, s = cfg.patch, cfg.scale
             self.stepper = GraphStep(self.net, self.model, self.opt, (per_rank, 3, p, p),
-                                     (per_rank, 3, p * s, p * s), self.device, cfg.amp, cfg.channels_last)
+                                     (per_rank, 3, p * s, p * s), self.device, cfg.amp, cfg.channels_last, self.ema)
         else:
-            self.stepper = EagerStep(self.net, self.opt, self.device, cfg.amp, cfg.channels_last)
+            self.stepper = EagerStep(self.net, self.opt, self.device, cfg.amp, cfg.channels_last, self.ema)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What validation grades and model.safetensors holds: the weight average with --ema, else the weights."""
+        return self.ema.model if self.ema is not None else self.model
 
     def _on_stream(self):
         import contextlib
@@ -713,9 +761,9 @@ class Trainer:
                "it_per_s": n / (now - self.t_last), "patches_per_s": n * cfg.batch / (now - self.t_last),
                "wall_s": self.wall_s(now), "val_psnr": float("nan")}
         if self.main and (validate_now or self.it % cfg.val_every == 0 or self.done):
-            row["val_psnr"] = validate(self.model, self.val_pairs, cfg.scale, self.device)
+            row["val_psnr"] = validate(self.eval_model, self.val_pairs, cfg.scale, self.device)
             for name, pairs in self.monitor.items():
-                row[f"psnr_{name}"] = validate(self.model, pairs, cfg.scale, self.device)
+                row[f"psnr_{name}"] = validate(self.eval_model, pairs, cfg.scale, self.device)
         self.log_rows.append(row)
         self.bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}")
         self.stepper.loss_sum.zero_()
@@ -730,6 +778,8 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                  "sampler": self.sampler.state(), "iter": self.it, "horizon": self.horizon,
                  "segments_before": self.segments, "wall_s": self.wall_s()}
+        if self.ema is not None:
+            state["ema"] = self.ema.model.state_dict()
         tmp = self.ckpt_path.with_suffix(".pt.tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.ckpt_path)
@@ -745,7 +795,8 @@ class Trainer:
                 "gpu_s": wall * self.gpu_share if self.device.type == "cuda" else 0.0,
                 "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d"),
                 # the data of this segment (a fine-tune may add downscaled copies the earlier segments lacked)
-                "train_subset": cfg.train_subset, "hr_rescale": cfg.hr_rescale, "train_pairs": self.n_train}
+                "train_subset": cfg.train_subset, "hr_rescale": cfg.hr_rescale, "train_pairs": self.n_train,
+                "ema": cfg.ema}
 
     def _write_recipe(self, final: bool) -> None:
         if not self.main:
@@ -769,9 +820,9 @@ class Trainer:
             if self.n_since_log or last is None or last.get("segment", seg) != seg or last["iter"] != self.it:
                 self.log(validate_now=True)
             elif self.main and np.isnan(last["val_psnr"]):
-                last["val_psnr"] = validate(self.model, self.val_pairs, self.cfg.scale, self.device)
+                last["val_psnr"] = validate(self.eval_model, self.val_pairs, self.cfg.scale, self.device)
                 for name, pairs in self.monitor.items():
-                    last[f"psnr_{name}"] = validate(self.model, pairs, self.cfg.scale, self.device)
+                    last[f"psnr_{name}"] = validate(self.eval_model, pairs, self.cfg.scale, self.device)
             self.save()
 
     def finish(self) -> dict:
@@ -780,7 +831,7 @@ class Trainer:
         self.bar.close()
         summary = {"iters": self.it, "out": str(self.out), "seconds": time.perf_counter() - self.t_begin}
         if self.main:
-            final = self.model.to(memory_format=torch.contiguous_format)
+            final = self.eval_model.to(memory_format=torch.contiguous_format)
             save_native(final, self.out / "model.safetensors",
                         {"trained_iters": str(self.prior_iters + self.it), "recipe": "recipe.json"},
                         dtype=getattr(torch, self.cfg.save_dtype))

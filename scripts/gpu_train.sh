@@ -24,6 +24,9 @@ SPEED_ITERS=${SPEED_ITERS:-2000}
 # gave Set14 +0.116 [+0.086, +0.152] dB over the same fine-tune without (results/study_data_ft.csv); 7 to 9 s of
 # set-up per scale on 2 CPU cores. HR_RESCALE=0 trains on the 281 images alone
 HR_RESCALE=${HR_RESCALE:-4}
+# a moving average of the weights (train --ema; e.g. EMA=0.999), off by default: on the plateaued AWSRN-S x4 it did
+# not lift the fine-tune (results/study_ema_ft.csv); the throughput check compares it graph vs eager
+EMA=${EMA:-0}
 t_start=$(date +%s)
 exec > >(tee "$OUT/gpu_train.log") 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
@@ -43,7 +46,7 @@ left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
 echo "== 2. train $RUNS together for ${left}s (set-up included)"
 timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
   --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE $PRECISION $GRAPH_FLAG --quiet
+  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA $PRECISION $GRAPH_FLAG --quiet
 rc=$?
 echo "train-group rc $rc"
 if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
@@ -52,7 +55,7 @@ if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
   rm -rf runs
   timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
     --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE $PRECISION --no-graph --quiet
+    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA $PRECISION --no-graph --quiet
 fi
 
 echo "== 3. pack"

@@ -32,8 +32,9 @@ def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys):
                  "--out", str(tmp_path), "--device", "cpu"]) == 0
     df = pd.read_csv(tmp_path / "train_throughput_cpu.csv")
     # no CUDA graph on the CPU; bf16 autocast instead
-    assert list(df.step) == ["eager", "fast, no graph", "fast, no graph, bf16", "fast, no graph, bf16, channels_last"]
-    assert df.amp.tolist() == ["none", "none", "bf16", "bf16"] and df.error.isna().all()
+    assert list(df.step) == ["eager", "fast, no graph", "fast, no graph, bf16", "fast, no graph, bf16, channels_last",
+                             "fast, no graph, bf16, channels_last, ema 0.999"]
+    assert df.amp.tolist() == ["none", "none", "bf16", "bf16", "bf16"] and df.error.isna().all()
     assert df.speedup_it_vs_eager.iloc[0] == 1.0
     assert df.patches_per_s.tolist() == pytest.approx((df.it_per_s * df.batch).tolist())
     assert "graph_equals_eager" not in df

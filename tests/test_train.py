@@ -235,6 +235,31 @@ def test_data_ft_study_fine_tunes_the_declared_checkpoint_with_and_without_copie
         ts.run("data_ft", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",))
 
 
+def test_ema_ft_study_differs_only_in_the_weight_average(train_dir, tmp_path, monkeypatch):
+    from ablations import training_studies as ts
+    declared = ts.STUDIES["ema_ft"]
+    assert declared["init"] == ts.STUDIES["data_ft"]["init"] and declared["baseline"] == "awsrn-s[ft,hr_rescale=4]"
+    ck = tmp_path / "ck"
+    train(_cfg(train_dir, ck, iters=2, overrides={}))
+    monkeypatch.setitem(ts.STUDIES, "ema_ft", {**declared, "init": str(ck / "model.safetensors")})
+    df = ts.run("ema_ft", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+                batch=2, patch=12, val_images=1)
+    assert list(df.model) == ["awsrn-s[ft,hr_rescale=4]", "awsrn-s[ft,hr_rescale=4,ema=0.999]"]
+    runs = next((tmp_path / "runs").iterdir())
+    recipes = {p.name: json.loads((p / "recipe.json").read_text()) for p in runs.iterdir()}
+    assert sorted(recipes) == ["awsrn-s-ft-hr_rescale4", "awsrn-s-ft-hr_rescale4-ema0.999"]
+    a, b = recipes.values()
+    differ = {k for k in a if a[k] != b[k]}
+    assert "ema" in differ and differ <= {"ema", "out", "segments"}
+    assert sorted([a["ema"], b["ema"]]) == [0.0, 0.999] and a["train_pairs"] == b["train_pairs"]
+    # two steps with decay 0.999 stay within a hair of the checkpoint; the plain fine-tune moved away from it
+    start = read_checkpoint(ck / "model.safetensors").state_dict
+    ema = read_checkpoint(runs / "awsrn-s-ft-hr_rescale4-ema0.999" / "model.safetensors").state_dict
+    plain = read_checkpoint(runs / "awsrn-s-ft-hr_rescale4" / "model.safetensors").state_dict
+    moved = lambda sd: max(float((sd[k] - start[k]).abs().max()) for k in start)
+    assert moved(ema) < 0.01 * moved(plain)
+
+
 def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_dir, tmp_path):
     from ablations.branch_pruning import run
 
@@ -515,3 +540,48 @@ def test_the_graph_step_takes_bf16_and_refuses_fp16_with_its_reason():
     from benchmark.train import GraphStep
     with pytest.raises(ValueError, match="amp none or bf16, not 'fp16'"):
         GraphStep(None, None, None, (1, 3, 4, 4), (1, 3, 8, 8), torch.device("cpu"), amp="fp16")
+
+
+def test_the_weight_average_is_the_ema_of_the_trained_weights_and_is_what_is_saved(train_dir, tmp_path):
+    """--ema d: after every step avg = d * avg + (1 - d) * w, starting from the initial weights; validation and
+    model.safetensors hold the average, the checkpoint both."""
+    from benchmark.train import Trainer
+    t = Trainer(_cfg(train_dir, tmp_path / "ema", ema=0.9), progress=False)
+    avg = [p.detach().clone() for p in t.model.parameters()]
+    while not t.done:
+        t.step()
+        avg = [0.9 * a + 0.1 * p.detach() for a, p in zip(avg, t.model.parameters())]
+    got = list(t.ema.model.parameters())
+    assert max(float((a - g).abs().max()) for a, g in zip(avg, got)) < 1e-6
+    assert any(not torch.allclose(g, p) for g, p in zip(got, t.model.parameters()))   # not the raw weights
+    t.finish()
+    saved = read_checkpoint(tmp_path / "ema/model.safetensors").state_dict
+    assert all(torch.equal(saved[k], v) for k, v in t.ema.model.state_dict().items())
+    assert json.loads((tmp_path / "ema/recipe.json").read_text())["segments"][-1]["ema"] == 0.9
+
+
+def test_a_run_with_a_weight_average_resumes_exactly(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "full", ema=0.5), progress=False)
+    train(_cfg(train_dir, tmp_path / "part", iters=3, ema=0.5), progress=False)
+    train(_cfg(train_dir, tmp_path / "part", ema=0.5), resume=True, progress=False)
+    a, b = read_checkpoint(tmp_path / "full/model.safetensors"), read_checkpoint(tmp_path / "part/model.safetensors")
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    full, part = pd.read_csv(tmp_path / "full/train_log.csv"), pd.read_csv(tmp_path / "part/train_log.csv")
+    assert np.array_equal(part.loss.values, full.loss.values)
+    assert np.array_equal(part.val_psnr.values, full.val_psnr.values, equal_nan=True)
+    # the same run without the average ends on other weights
+    train(_cfg(train_dir, tmp_path / "plain"), progress=False)
+    c = read_checkpoint(tmp_path / "plain/model.safetensors")
+    assert any(not torch.equal(a.state_dict[k], c.state_dict[k]) for k in a.state_dict)
+
+
+def test_a_bad_ema_is_one_line(train_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"ema must be a decay in \[0, 1\) \(0: off, e.g. 0.999\), got 1.0"):
+        _cfg(train_dir, tmp_path / "x", ema=1.0)
+    train(_cfg(train_dir, tmp_path / "plain", iters=3), progress=False)
+    with pytest.raises(ValueError, match=r"checkpoint.pt: has no weight average to resume --ema 0.9 from"):
+        train(_cfg(train_dir, tmp_path / "plain", ema=0.9), resume=True, progress=False)
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "train", "--data", str(train_dir), "--ema", "1.5",
+                          "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].endswith("got 1.5") \
+        and "Traceback" not in out.stderr, out.stderr
