@@ -742,7 +742,8 @@ class Trainer:
                 self.stepper(lr_b[sl], hr_b[sl])
             self.n_since_log += 1
             self.bar.update(1)
-            if self.it % cfg.log_every == 0 or self.done:
+            # a validation is due every val_every iterations whatever log_every is (it validates inside a log row)
+            if self.it % cfg.log_every == 0 or self.it % cfg.val_every == 0 or self.done:
                 self.log()
             if self.it % cfg.ckpt_every == 0 or self.done:
                 self.save()

@@ -65,6 +65,17 @@ def test_validating_more_often_leaves_the_trained_weights_unchanged(train_dir, t
     assert pd.read_csv(tmp_path / "dense/train_log.csv").val_psnr.notna().sum() == 6
 
 
+def test_validation_is_due_every_val_every_iterations_even_off_the_log_grid(train_dir, tmp_path):
+    # val_every 3 with log_every 2: validations at 3 and 6 (a log row is added at 3), not only at their multiple 6
+    train(_cfg(train_dir, tmp_path / "r", val_every=3, log_every=2), progress=False)
+    log = pd.read_csv(tmp_path / "r/train_log.csv")
+    assert list(log.iter) == [2, 3, 4, 6] and list(log.iter[log.val_psnr.notna()]) == [3, 6]
+    # the weights are those of the same run logged at every step
+    train(_cfg(train_dir, tmp_path / "d", val_every=3, log_every=1), progress=False)
+    a, b = read_checkpoint(tmp_path / "r/model.safetensors"), read_checkpoint(tmp_path / "d/model.safetensors")
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+
+
 def test_run_folders_name_the_recipe_keys_that_change_what_is_learned():
     from benchmark.train import run_tag
     from ablations.training_studies import curve_schedule, run_dir
