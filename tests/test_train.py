@@ -490,7 +490,7 @@ def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
                "--out", str(tmp_path / "g")])
     assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH][:KEY=VALUE...]" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
-    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, train_subset, hr_rescale, name)"),
+    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, train_subset, hr_rescale, ema, name)"),
                           ("awsrn-s:4:hr_rescale=6", "hr_rescale must be 0 to 5"),
                           ("awsrn-s:4:lr=fast", "lr='fast' is not float")]:
         rc = main(["train-group", "--runs", item, "--data", str(train_dir), "--device", "cpu",
