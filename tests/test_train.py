@@ -256,7 +256,7 @@ def test_ema_ft_study_differs_only_in_the_weight_average(train_dir, tmp_path, mo
     df = ts.run("ema_ft", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
                 batch=2, patch=12, val_images=1)
     assert list(df.model) == ["awsrn-s[ft,hr_rescale=4]", "awsrn-s[ft,hr_rescale=4,ema=0.999]"]
-    runs = next((tmp_path / "runs").iterdir())
+    runs = next((tmp_path / "runs").glob("x2-*"))   # beside it: store/, the sweep ledger
     recipes = {p.name: json.loads((p / "recipe.json").read_text()) for p in runs.iterdir()}
     assert sorted(recipes) == ["awsrn-s-ft-hr_rescale4", "awsrn-s-ft-hr_rescale4-ema0.999"]
     a, b = recipes.values()
