@@ -14,12 +14,13 @@ pids=()
 for name in "$@"; do
   ck=checkpoints/$name
   [ -f "$ck/model.safetensors" ] || { echo "cpu_finetune: $ck/model.safetensors does not exist" >&2; exit 2; }
-  model=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model'])" "$ck/recipe.json")
-  scale=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['scale'])" "$ck/recipe.json")
+  # model, scale, LR patch and storage dtype as the checkpoint was trained (L x8: 40 px; M/L: float16)
+  read -r model scale patch dtype < <(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); \
+print(r['model'], r['scale'], r['patch'], r.get('save_dtype', 'float32'))" "$ck/recipe.json")
   mkdir -p "$RUNS"
   # shellcheck disable=SC2086   # EXTRA: more train flags (e.g. --ema 0.999)
   OMP_NUM_THREADS=${THREADS:-1} ${AWSRN_BENCH:-.venv/bin/awsrn-bench} train --model "$model" --scale "$scale" \
-    --data "$ROOT/train/T91,$ROOT/train/BSD200" --hr-rescale "${HR_RESCALE:-4}" --init-from "$ck/model.safetensors" \
+    --data "$ROOT/train/T91,$ROOT/train/BSD200" --patch "$patch" --save-dtype "$dtype" --hr-rescale "${HR_RESCALE:-4}" --init-from "$ck/model.safetensors" \
     --iters "$ITERS" --lr "$LR" --schedule cosine --val-every $((ITERS / 5)) --ckpt-every $((ITERS / 5)) \
     --log-every 250 --amp bf16 --channels-last --monitor Set5 --data-root "$ROOT" --resume ${EXTRA:-} \
     --out "$RUNS/$name" --quiet > "$RUNS/$name.log" 2>&1 &

@@ -135,6 +135,16 @@ def test_half_rounds_away_from_zero_like_matlab():
     assert round_half_away(x).tolist() == [1.0, 2.0, 3.0, -1.0, -2.0, 2.0, 255.0]
 
 
+def test_uint8_rounding_shortcut_equals_round_then_saturate():
+    """imresize rounds a uint8 image's passes with clamp + floor(x + 0.5): the same levels as MATLAB's
+    round followed by saturation, on halves, negatives, values past 255 and random sums of taps."""
+    from benchmark.imresize import _round_to_uint8_levels, round_half_away
+    x = torch.tensor([-300.0, -1.5, -0.5, -0.49, -0.0, 0.0, 0.5, 1.5, 2.5, 2.4999, 254.5, 254.49, 255.0, 255.5, 1e9],
+                     dtype=torch.float64)
+    x = torch.cat([x, torch.from_numpy(np.random.default_rng(0).normal(128, 90, 10_000))])
+    assert torch.equal(_round_to_uint8_levels(x.clone()), round_half_away(x).clamp(0, 255))
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_imresize_equals_matlab_output_bit_for_bit(data_root, scale):
     """matlab_lr/Set5/x{s}: LR images written by MATLAB's own imresize (from the IMDN repository)."""
