@@ -197,3 +197,55 @@ def test_float16_storage_table_replaces_only_the_rows_of_the_checkpoints_checked
     assert mod.main(["a", "--out", str(out)]) == 0
     got = pd.read_csv(out)
     assert got.values.tolist() == [["b", "Set5", 0.3], ["a", "Set5", 0.5]]
+
+
+def _load_script(name):
+    import importlib.util
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location(name, root / f"scripts/{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fake_run(folder, model, val_psnr, dtype=None, iters_reached=10):
+    """A checkpoint or fine-tune folder as the trainer leaves it (model, recipe, log, resumable state)."""
+    import json
+
+    import pandas as pd
+    from benchmark.checkpoints import save_native
+    folder.mkdir(parents=True)
+    save_native(model, folder / "model.safetensors", dtype=dtype)
+    (folder / "recipe.json").write_text(json.dumps({"iters": 10, "iters_reached": iters_reached,
+                                                    "save_dtype": "float16" if dtype else "float32"}))
+    pd.DataFrame({"iter": [5, 10], "val_psnr": [val_psnr - 1, val_psnr]}).to_csv(folder / "train_log.csv", index=False)
+    torch.save({"model": model.state_dict()}, folder / "checkpoint.pt")
+
+
+def test_adopt_finetune_copies_a_run_only_when_its_held_out_psnr_is_higher(tmp_path, capsys):
+    from safetensors.torch import load_file
+    mod = _load_script("adopt_finetune")
+    tiny = dict(scale=2, n_feats=8, block_feats=16, n_awru=1)
+    torch.manual_seed(0)
+    old, new = create_model("awsrn-s", **tiny), create_model("awsrn-s", **tiny)
+    _fake_run(tmp_path / "ck/a", old, 30.0)
+    _fake_run(tmp_path / "runs/a", new, 30.1, dtype=torch.float16)
+    _fake_run(tmp_path / "ck/b", old, 30.0)
+    _fake_run(tmp_path / "runs/b", new, 29.9)
+    args = ["--runs", str(tmp_path / "runs"), "--checkpoints", str(tmp_path / "ck")]
+    assert mod.main(["a", *args]) == 0
+    assert "a: held-out 30.0000 -> 30.1000 dB (+0.1000): adopted" in capsys.readouterr().out
+    ck = load_file(tmp_path / "ck/a/model.safetensors")
+    assert all(v.dtype == torch.float16 for v in ck.values())           # the run's compact storage
+    fp32 = load_file(tmp_path / "runs/a/model_fp32.safetensors")
+    assert all(torch.equal(fp32[k], v) for k, v in new.state_dict().items())
+    prev = load_file(tmp_path / "runs/a/previous.safetensors")
+    assert all(torch.equal(prev[k], v) for k, v in old.state_dict().items())
+    before = (tmp_path / "ck/b/model.safetensors").read_bytes()
+    assert mod.main(["b", *args]) == 1
+    assert "kept the checkpoint" in capsys.readouterr().out
+    assert (tmp_path / "ck/b/model.safetensors").read_bytes() == before
+    _fake_run(tmp_path / "runs/c", new, 31.0, iters_reached=None)
+    assert mod.main(["c", *args]) == 2
+    assert f"{tmp_path / 'runs/c'}: no finished run" in capsys.readouterr().err
