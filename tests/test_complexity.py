@@ -74,3 +74,20 @@ def test_awms_subset_multi_adds_equal_counting_each_pruned_model():
     for sub in [(3,), (5, 9), (3, 7, 9), (3, 5, 7, 9)]:
         pruned = create_model("awsrn-sd", scale=3, awms_kernels=sub)
         assert subsets[sub] == pytest.approx(model_complexity(pruned, 3)["multi_adds_g"], rel=1e-12)
+
+
+def test_conv_costs_are_counted_once_per_structure(monkeypatch):
+    """The memo returns the first count for a model of the same structure (other weights) and counts anew when
+    the scale or the AWMS kernels change the structure."""
+    from benchmark import complexity
+    calls = []
+    real = complexity._count_conv_costs
+    monkeypatch.setattr(complexity, "_count_conv_costs", lambda m: calls.append(1) or real(m))
+    monkeypatch.setattr(complexity, "_COSTS", {})
+    tiny = dict(n_feats=8, block_feats=16, n_awru=1)
+    a = complexity.conv_costs(create_model("awsrn-s", scale=2, **tiny))
+    other = create_model("awsrn-s", scale=2, **tiny)                 # other random weights
+    assert complexity.conv_costs(other) == a and len(calls) == 1
+    x4 = complexity.conv_costs(create_model("awsrn-s", scale=4, **tiny))
+    pruned = complexity.conv_costs(create_model("awsrn-s", scale=2, awms_kernels=(3, 5), **tiny))
+    assert len(calls) == 3 and x4[""] != a[""] and pruned[""].per_lr_pixel < a[""].per_lr_pixel
