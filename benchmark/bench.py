@@ -64,7 +64,7 @@ def latency_forms(pattern: str | None, scales, device: str, preset: str = "720p"
 def device_check(out: str | Path, data, data_root=None, device: str = "cuda", datasets=("Set5", "Set14", "B100",
                  "Urban100"), pattern: str | None = None, scales=(2, 3, 4), lr_hw=None, latency_repeats: int = 50,
                  eager_iters: int = 300, fast_iters: int = 2000, overrides: dict | None = None,
-                 log=print, stages=STAGES) -> dict[str, Path]:
+                 log=print, stages=STAGES, eval_scale: int = 2) -> dict[str, Path]:
     """``bench gpu``: train throughput, evaluate overhead and the latency forms on ``device``, each table
     written as soon as it is measured (an interrupted run keeps what it finished). -> {name: path}."""
     from .results import write_table
@@ -80,7 +80,7 @@ def device_check(out: str | Path, data, data_root=None, device: str = "cuda", da
     measures = (("train_throughput", lambda: train_throughput(data, device, eager_iters=eager_iters,
                                                             fast_iters=fast_iters, overrides=overrides, log=log,
                                                             on_row=write("train_throughput"))),
-              ("eval_overhead", lambda: eval_overhead(datasets, data_root, device)),
+              ("eval_overhead", lambda: eval_overhead(datasets, data_root, device, scale=eval_scale)),
               ("latency", lambda: latency_forms(pattern, scales, device, lr_hw=lr_hw, repeats=latency_repeats,
                                                 on_form=write("latency"))))
     for name, measure in measures:

@@ -135,11 +135,12 @@ def cmd_bench(args) -> int:
         lr_hw = _lr_hw(args.lr_size)
         written = bench.device_check(args.out, names(args.data), args.data_root, args.device, names(args.datasets),
                                      args.pattern, args.scales, lr_hw, args.repeats, args.eager_iters,
-                                     args.fast_iters, key_values(args.set), log=log, stages=args.stages)
+                                     args.fast_iters, key_values(args.set), log=log, stages=args.stages,
+                                     eval_scale=args.eval_scale)
         emit(pd.DataFrame([{"table": k, "path": str(v)} for k, v in written.items()]), args.format)
         return 0
     if args.what == "eval-overhead":
-        df = bench.eval_overhead(names(args.datasets), args.data_root, args.device, args.threads)
+        df = bench.eval_overhead(names(args.datasets), args.data_root, args.device, args.threads, scale=args.scale)
         cols = ["lr_cache", "n_images", "wall_s", "forward_s", "wall_over_forward", "device", "threads"]
         name = "eval_overhead"
     else:
@@ -219,7 +220,7 @@ def cmd_train(args) -> int:
 
 # per-run recipe keys a --runs item may set (MODEL:SCALE[:PATCH][:KEY=VALUE...]); the rest come from the flags
 _RUN_KEYS = {"patch": int, "batch": int, "lr": float, "train_subset": int, "hr_rescale": int, "ema": float,
-             "name": str}
+             "loss": str, "name": str}
 
 
 def _run_spec(item: str, args) -> dict:
@@ -358,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = kinds.add_parser("eval-overhead", help="evaluate() wall time over the sum of forward times (AWSRN-S x2)")
     k.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list)
     k.add_argument("--threads", type=_int_at_least(1), default=None)
+    k.add_argument("--scale", type=_scale, default=2, help="AWSRN-S at this scale (default 2, issue 10's measure)")
     k.add_argument("--out", default=None, help=out_help + " (default: print only)")
     k = kinds.add_parser("train-throughput", help="training step: eager vs fast (and the CUDA graph) in one process")
     k.add_argument("--model", default="awsrn-s")
@@ -367,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Writes <out>/gpu/{train_throughput,eval_overhead,latency}_gpu.csv; with "
                                      "--device cpu (and tiny settings) it is the dry run of the same script.")
     k.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list, help="for eval overhead")
+    k.add_argument("--eval-scale", type=_scale, default=2, help="eval overhead: AWSRN-S at this scale")
     k.add_argument("pattern", nargs="?", default=None, help="latency: wildcard (default: the four released variants)")
     k.add_argument("--scales", type=_scales, default=(2, 3, 4), help="latency scales")
     k.add_argument("--lr-size", default=None, help="latency: LR size HxW instead of the 720p preset")

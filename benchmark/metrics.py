@@ -54,13 +54,14 @@ def _valid_filter(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
 
 
 def _valid_gauss_2d(stack: torch.Tensor, taps: list[float]) -> torch.Tensor:
-    """Separable 'valid' filtering of (N, 1, H, W) float64 maps by ``taps`` along H, then W."""
+    """Separable 'valid' filtering of (N, 1, H, W) float64 maps by ``taps`` along W, then H."""
     if stack.device.type == "cpu" and len(taps) % 2 == 1:
         from scipy.ndimage import correlate1d
         r = len(taps) // 2       # an odd, centred filter: 'valid' output k sits at full output k + r
-        arr = correlate1d(stack.numpy(), taps, axis=-2)[..., r:stack.shape[-2] - r, :]
-        arr = correlate1d(arr, taps, axis=-1)[..., r:stack.shape[-1] - r]
-        return torch.from_numpy(arr)
+        # W by scipy (a C loop along contiguous lines), then H as shifted whole rows: scipy along the strided H
+        # axis copies every column into a line buffer and is 3x slower than along W
+        rows = torch.from_numpy(correlate1d(stack.numpy(), taps, axis=-1))[..., r:stack.shape[-1] - r]
+        return _valid_filter(rows, taps, -2)
     return _valid_filter(_valid_filter(stack, taps, -2), taps, -1)
 
 
@@ -74,11 +75,22 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0, win: int =
     x = a.to(torch.float64).reshape(-1, 1, *a.shape[-2:])
     y = b.to(torch.float64).reshape(-1, 1, *b.shape[-2:])
     g = _gauss_1d(win, sigma, str(a.device)).tolist()
-    stack = torch.cat([x, y, x * x, y * y, x * y], dim=0)
-    f = _valid_gauss_2d(stack, g)                            # 'valid' separable Gaussian filtering
     n = x.shape[0]
+    # the five maps written into one buffer (a cat of fresh products costs twice the time on a 1024x768 image)
+    stack = torch.empty((5 * n, *x.shape[1:]), dtype=torch.float64, device=x.device)
+    stack[:n], stack[n:2 * n] = x, y
+    torch.mul(x, x, out=stack[2 * n:3 * n])
+    torch.mul(y, y, out=stack[3 * n:4 * n])
+    torch.mul(x, y, out=stack[4 * n:])
+    f = _valid_gauss_2d(stack, g)                            # 'valid' separable Gaussian filtering
     mu1, mu2, e11, e22, e12 = f[:n], f[n:2 * n], f[2 * n:3 * n], f[3 * n:4 * n], f[4 * n:]
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s11, s22, s12 = e11 - mu1 * mu1, e22 - mu2 * mu2, e12 - mu1 * mu2
-    smap = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s11 + s22 + c2))
-    return smap.mean(dim=(1, 2, 3)).mean().item()
+    # ((2 mu1 mu2 + c1)(2 s12 + c2)) / ((mu1^2 + mu2^2 + c1)(s11 + s22 + c2)), s = e - mu mu, in place on
+    # the filtered maps (each is read for the last time where it is overwritten)
+    m12 = mu1 * mu2
+    num = e12.sub_(m12).mul_(2).add_(c2)                     # 2 s12 + c2
+    m11, m22 = mu1.square_(), mu2.square_()                  # mu1^2, mu2^2
+    den = e11.sub_(m11).add_(e22.sub_(m22)).add_(c2)         # s11 + s22 + c2
+    den.mul_(m11.add_(m22).add_(c1))                         # (mu1^2 + mu2^2 + c1)(s11 + s22 + c2)
+    num.mul_(m12.mul_(2).add_(c1))                           # (2 mu1 mu2 + c1)(2 s12 + c2)
+    return num.div_(den).mean(dim=(1, 2, 3)).mean().item()

@@ -50,6 +50,10 @@ def _opt(default, help: str, flag: str | None = None, **kw):
     return field(**make, metadata={"help": help, **({"flag": flag} if flag else {}), **kw})
 
 
+# the pixel losses a run may train with (--loss); both are means over every pixel and channel
+LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A training run's recipe. Its fields are the flags of ``train`` and ``train-group`` (``--field-name``;
@@ -91,6 +95,8 @@ class TrainConfig:
                                              "cosine horizon) to what fits", flag="--time-budget")
     monitor: tuple[str, ...] = _opt((), "test sets graded (matlab protocol) at each validation, only watched")
     data_root: str | None = _opt(None, "where the test sets live (default $AWSRN_DATA)")
+    loss: str = _opt("l1", "pixel loss: l1 (the paper's) or l2 (mean squared error, the PSNR objective: the last "
+                           "fine-tune of RFDN/RLFN-style efficient-SR recipes)", choices=("l1", "l2"))
     ema: float = _opt(0.0, "decay of an exponential moving average of the weights (e.g. 0.999, BasicSR's ema_decay): "
                            "validation, --monitor, the checkpoint and model.safetensors use the average; 0: off")
     save_dtype: str = _opt("float32", "storage of model.safetensors (float16: half the size)",
@@ -109,6 +115,8 @@ class TrainConfig:
             raise ValueError("data (--data): at least one folder of training images is needed")
         if self.train_subset < 0:
             raise ValueError(f"train_subset must be >= 0 (0: every image), got {self.train_subset!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be a decay in [0, 1) (0: off, e.g. 0.999), got {self.ema!r}")
         if not 0 <= self.hr_rescale <= 5:
@@ -118,7 +126,7 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------ data
 # the recipe keys that change what a run learns: a study's or fine-tune's run folder names the ones that
 # differ from TrainConfig's defaults, so a run made with other values never stands in for this one
-RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale", "ema")
+RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale", "ema", "loss")
 
 
 def run_tag(recipe: dict) -> str:
@@ -395,11 +403,12 @@ class WeightEMA:
 
 
 class EagerStep:
-    """forward, L1, backward, Adam step (and the weight average's update); the loss is summed on the device
+    """forward, pixel loss (L1 unless ``loss='l2'``), backward, Adam step (and the weight average's update); the loss is summed on the device
     (no sync per step)."""
 
-    def __init__(self, net, opt, device, amp: str = "none", channels_last: bool = False, ema: WeightEMA | None = None):
-        self.net, self.opt, self.ema = net, opt, ema
+    def __init__(self, net, opt, device, amp: str = "none", channels_last: bool = False, ema: WeightEMA | None = None,
+                 loss: str = "l1"):
+        self.net, self.opt, self.ema, self.loss_fn = net, opt, ema, LOSSES[loss]
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         self.device_type, self.channels_last = device.type, channels_last
@@ -409,7 +418,7 @@ class EagerStep:
         if self.channels_last:
             lr_b = lr_b.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            loss = F.l1_loss(self.net(lr_b).float(), hr_b)
+            loss = self.loss_fn(self.net(lr_b).float(), hr_b)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -430,10 +439,11 @@ class GraphStep:
     WARMUP = 3
 
     def __init__(self, net, model, opt, lr_shape, hr_shape, device, amp: str = "none", channels_last: bool = False,
-                 ema: WeightEMA | None = None):
+                 ema: WeightEMA | None = None, loss: str = "l1"):
         if amp not in ("none", "bf16"):
             raise ValueError(f"the CUDA-graph step takes amp none or bf16, not {amp!r} (fp16 needs a loss scaler)")
         amp_dtype = torch.bfloat16 if amp == "bf16" else None
+        loss_fn = LOSSES[loss]
         self.opt = opt
         self.static_lr = torch.zeros(lr_shape, device=device, dtype=torch.uint8)
         self.static_hr = torch.zeros(hr_shape, device=device, dtype=torch.uint8)
@@ -452,7 +462,7 @@ class GraphStep:
             # autocast's weight cache must be off under capture: cached casts would be freed between replays
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None, cache_enabled=False):
                 sr = net(lr_b)
-            loss = F.l1_loss(sr.float(), hr_b)
+            loss = loss_fn(sr.float(), hr_b)
             loss.backward()
             opt.step()
             if ema is not None:
@@ -705,9 +715,10 @@ class Trainer:
         if self.use_graph:
             p, s = cfg.patch, cfg.scale
             self.stepper = GraphStep(self.net, self.model, self.opt, (per_rank, 3, p, p),
-                                     (per_rank, 3, p * s, p * s), self.device, cfg.amp, cfg.channels_last, self.ema)
+                                     (per_rank, 3, p * s, p * s), self.device, cfg.amp, cfg.channels_last, self.ema,
+                                     cfg.loss)
         else:
-            self.stepper = EagerStep(self.net, self.opt, self.device, cfg.amp, cfg.channels_last, self.ema)
+            self.stepper = EagerStep(self.net, self.opt, self.device, cfg.amp, cfg.channels_last, self.ema, cfg.loss)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -797,7 +808,7 @@ class Trainer:
                 "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d"),
                 # the data of this segment (a fine-tune may add downscaled copies the earlier segments lacked)
                 "train_subset": cfg.train_subset, "hr_rescale": cfg.hr_rescale, "train_pairs": self.n_train,
-                "ema": cfg.ema}
+                "ema": cfg.ema, "loss": cfg.loss}
 
     def _write_recipe(self, final: bool) -> None:
         if not self.main:

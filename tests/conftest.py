@@ -26,3 +26,9 @@ def _seeded():
     """Every test draws the same random inputs on every run and machine order, so a tolerance that
     passes once passes again (tests that need their own stream pass a Generator)."""
     torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow run first (in their file order), so that pytest-xdist's workers, which take the
+    queue in this order, do not end with one long test on one core while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -10,11 +10,13 @@ from PIL import Image
 from benchmark.cli import main
 
 
+@pytest.mark.slow
 def test_eval_overhead_rows_for_a_cold_and_a_warm_cache(tmp_path, capsys):
-    assert main(["bench", "eval-overhead", "--datasets", "skimage", "--threads", "1", "--out", str(tmp_path),
-                 "--format", "csv"]) == 0
+    # x4: a quarter of x2's forward work, the same stages
+    assert main(["bench", "eval-overhead", "--datasets", "skimage", "--threads", "1", "--scale", "4",
+                 "--out", str(tmp_path), "--format", "csv"]) == 0
     df = pd.read_csv(tmp_path / "eval_overhead_cpu.csv")
-    assert list(df.lr_cache) == ["cold", "warm"] and set(df.n_images) == {5}
+    assert list(df.lr_cache) == ["cold", "warm"] and set(df.n_images) == {5} and set(df.scale) == {4}
     assert (df.wall_over_forward == df.wall_s / df.forward_s).all()
     assert (df.wall_s >= df.forward_s).all() and df.device.str.startswith("cpu").all() and set(df.threads) == {1}
     printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
@@ -40,6 +42,7 @@ def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys):
     assert "graph_equals_eager" not in df
 
 
+@pytest.mark.slow
 def test_bench_gpu_dry_run_on_the_cpu_writes_its_three_tables(tmp_path, capsys):
     """The GPU check is one subcommand; on the CPU with tiny settings it is the dry run of the same code:
     three tables named for the device, the latency table with one row per model, scale and form."""
@@ -49,7 +52,8 @@ def test_bench_gpu_dry_run_on_the_cpu_writes_its_three_tables(tmp_path, capsys):
     for i in range(2):           # x4 patches of 48 px need 192 px of HR
         Image.fromarray(skimage.data.astronaut()[i * 200:i * 200 + 200, :200]).save(d / f"t{i}.png")
     assert main(["bench", "gpu", "awsrn-s", "--device", "cpu", "--data", str(d), "--datasets", "skimage",
-                 "--scales", "2", "--lr-size", "12x10", "--repeats", "1", "--eager-iters", "2", "--fast-iters", "2",
+                 "--scales", "2", "--eval-scale", "4", "--lr-size", "12x10", "--repeats", "1", "--eager-iters", "2",
+                 "--fast-iters", "2",
                  "--set", "n_feats=8", "--set", "block_feats=16", "--set", "n_awru=1", "--out", str(tmp_path),
                  "--format", "csv"]) == 0
     printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
@@ -60,7 +64,8 @@ def test_bench_gpu_dry_run_on_the_cpu_writes_its_three_tables(tmp_path, capsys):
     assert len(lat) == len(cpu_forms) and set(lat.model) == {"awsrn-s"} and set(lat.lr_h) == {12}
     assert list(zip(lat.deploy, lat.precision, lat.channels_last, lat.graph)) == cpu_forms
     assert (lat.latency_ms > 0).all()
-    assert set(pd.read_csv(tmp_path / "eval_overhead_cpu.csv").n_images) == {5}
+    overhead = pd.read_csv(tmp_path / "eval_overhead_cpu.csv")
+    assert set(overhead.n_images) == {5} and set(overhead.scale) == {4}
 
 
 def test_bench_gpu_runs_only_the_stages_asked_for(tmp_path, capsys):

@@ -66,6 +66,7 @@ def test_convert_keeps_the_function_and_the_multi_scale_model(peers, tmp_path):
                 assert torch.equal(a(x), b(x))
 
 
+@pytest.mark.slow
 def test_imdn_reproduces_its_paper(peers, data_root):
     """Set5 x4 under the matlab protocol, and Set14 x4 under basicsr (IMDN's own gray-image rule)."""
     s5 = evaluate("imdn", ["Set5"], [4], weights=peers / "imdn/IMDN_x4.pth", data_root=data_root,

@@ -37,6 +37,7 @@ def test_pruning_subsets_and_pareto():
     assert pareto(df).tolist() == [True, True, True, False]
 
 
+@pytest.mark.slow
 def test_reproduce_without_data_root(tmp_path, monkeypatch):
     """The main job on the embedded skimage set, with one tiny checkpoint: every table and figure."""
     from benchmark import create_model

@@ -100,6 +100,7 @@ def test_train_job_trains_grades_and_is_skipped_on_rerun(tmp_path, capsys):
     assert again.psnr.tolist() == first.psnr.tolist() and again.ssim.tolist() == first.ssim.tolist()
 
 
+@pytest.mark.slow
 def test_two_sweeps_at_once_into_one_out_leave_no_duplicate_and_no_lost_row(tmp_path):
     spec = _spec(tmp_path, JOBS[:3])
     cmd = [sys.executable, "-m", "benchmark.cli", "sweep", str(spec), "--out", str(tmp_path / "o"), "--format", "csv"]
@@ -117,6 +118,7 @@ def test_two_sweeps_at_once_into_one_out_leave_no_duplicate_and_no_lost_row(tmp_
         assert len(rows) == 5 and rows.image.is_unique, f.name   # the 5 embedded images, once each
 
 
+@pytest.mark.slow
 def test_ray_backend_gives_the_local_backends_rows(tmp_path, capsys):
     pytest.importorskip("ray")
     spec = _spec(tmp_path, JOBS)

@@ -161,6 +161,7 @@ def test_ddp_two_processes_follow_single_process(train_dir, tmp_path):
     assert np.allclose(one.loss, two.loss, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_training_study_trains_each_variant_once_per_seed_and_reports_intervals(train_dir, tmp_path):
     from ablations.training_studies import run
 
@@ -208,13 +209,14 @@ def test_data_study_variants_differ_in_training_data_not_in_structure(train_dir,
     monkeypatch.setitem(ts.STUDIES, "data", {**declared, "variants": {
         "awsrn-s[train_subset=3]": {"train": {"train_subset": 3}}, "awsrn-s": {},
         "awsrn-s[hr_rescale=1]": {"train": {"hr_rescale": 1}}}})
-    df = ts.run("data", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+    # x4 as in the study test above: a quarter of x2's grading, and nothing here depends on the scale
+    df = ts.run("data", iters=2, data=[str(train_dir)], scale=4, out=str(tmp_path / "runs"), datasets=("skimage",),
                 batch=2, patch=12, val_images=1)
     d = df.set_index("model")
     assert d.train_images.to_dict() == {"awsrn-s[train_subset=3]": 3, "awsrn-s": 6, "awsrn-s[hr_rescale=1]": 6}
     assert d.train_pairs.to_dict() == {"awsrn-s[train_subset=3]": 3, "awsrn-s": 6, "awsrn-s[hr_rescale=1]": 12}
     assert d.params.nunique() == 1 and d.loc["awsrn-s", "verdict"] == "baseline"
-    runs = tmp_path / "runs" / "x2-2it-batch2-patch12-val_images1"
+    runs = tmp_path / "runs" / "x4-2it-batch2-patch12-val_images1"
     assert sorted(p.name for p in runs.iterdir()) == ["awsrn-s", "awsrn-s-hr_rescale1", "awsrn-s-train_subset3"]
     recipe = json.loads((runs / "awsrn-s-hr_rescale1" / "recipe.json").read_text())
     assert (recipe["hr_rescale"], recipe["train_pairs"], recipe["overrides"]) == (1, 12, {})
@@ -225,15 +227,15 @@ def test_data_ft_study_fine_tunes_the_declared_checkpoint_with_and_without_copie
     declared = ts.STUDIES["data_ft"]
     assert declared["init"] == "checkpoints/awsrn-s-x{scale}/model.safetensors"
     ck = tmp_path / "ck"
-    train(_cfg(train_dir, ck, iters=2, overrides={}))          # the full AWSRN-S: the study builds the registry's
+    train(_cfg(train_dir, ck, iters=2, scale=4, overrides={}))  # the full AWSRN-S: the study builds the registry's
     monkeypatch.setitem(ts.STUDIES, "data_ft", {**declared, "init": str(tmp_path / "ck" / "model.safetensors")})
-    df = ts.run("data_ft", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+    df = ts.run("data_ft", iters=2, data=[str(train_dir)], scale=4, out=str(tmp_path / "runs"), datasets=("skimage",),
                 batch=2, patch=12, val_images=1, lr=2e-4)
     assert list(df.model) == ["awsrn-s[ft]", "awsrn-s[ft,hr_rescale=4]"] and df.baseline.iloc[0] == "awsrn-s[ft]"
     assert df.recipe.iloc[0] == f"cpu, batch 2, patch 12, amp none, lr 0.0002, from {ck} at 2 iterations"
     from benchmark.checkpoints import file_sha256
     sha = file_sha256(ck / "model.safetensors")[:12]      # keyed by the checkpoint: a replaced one starts anew
-    runs = tmp_path / "runs" / f"x2-2it-batch2-patch12-lr0.0002-val_images1-from-{sha}"
+    runs = tmp_path / "runs" / f"x4-2it-batch2-patch12-lr0.0002-val_images1-from-{sha}"
     assert sorted(p.name for p in runs.iterdir()) == ["awsrn-s-ft", "awsrn-s-ft-hr_rescale4"]
     for name, pairs in (("awsrn-s-ft", 6), ("awsrn-s-ft-hr_rescale4", 6 * 5)):
         recipe = json.loads((runs / name / "recipe.json").read_text())
@@ -251,12 +253,12 @@ def test_ema_ft_study_differs_only_in_the_weight_average(train_dir, tmp_path, mo
     declared = ts.STUDIES["ema_ft"]
     assert declared["init"] == ts.STUDIES["data_ft"]["init"] and declared["baseline"] == "awsrn-s[ft,hr_rescale=4]"
     ck = tmp_path / "ck"
-    train(_cfg(train_dir, ck, iters=2, overrides={}))
+    train(_cfg(train_dir, ck, iters=2, scale=4, overrides={}))
     monkeypatch.setitem(ts.STUDIES, "ema_ft", {**declared, "init": str(ck / "model.safetensors")})
-    df = ts.run("ema_ft", iters=2, data=[str(train_dir)], scale=2, out=str(tmp_path / "runs"), datasets=("skimage",),
+    df = ts.run("ema_ft", iters=2, data=[str(train_dir)], scale=4, out=str(tmp_path / "runs"), datasets=("skimage",),
                 batch=2, patch=12, val_images=1)
     assert list(df.model) == ["awsrn-s[ft,hr_rescale=4]", "awsrn-s[ft,hr_rescale=4,ema=0.999]"]
-    runs = next((tmp_path / "runs").glob("x2-*"))   # beside it: store/, the sweep ledger
+    runs = next((tmp_path / "runs").glob("x4-*"))   # beside it: store/, the sweep ledger
     recipes = {p.name: json.loads((p / "recipe.json").read_text()) for p in runs.iterdir()}
     assert sorted(recipes) == ["awsrn-s-ft-hr_rescale4", "awsrn-s-ft-hr_rescale4-ema0.999"]
     a, b = recipes.values()
@@ -275,7 +277,7 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
     from ablations.branch_pruning import run
 
     ck = tmp_path / "ck"
-    train(_cfg(train_dir, ck, iters=2))
+    train(_cfg(train_dir, ck, iters=2, scale=4))    # x4: a quarter of x2's grading
     kw = dict(finetune_iters=2, train_data=[str(train_dir)], latency_lr=(16, 16), out_dir=str(tmp_path / "runs"),
               batch=2, patch=12, val_images=1, store=tmp_path / "store", subsets=[(3, 5), (5, 7, 9)])
     df = run(str(ck / "model.safetensors"), "awsrn-s", ("skimage",), **kw)
@@ -490,7 +492,7 @@ def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
                "--out", str(tmp_path / "g")])
     assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH][:KEY=VALUE...]" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
-    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, train_subset, hr_rescale, ema, name)"),
+    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, train_subset, hr_rescale, ema, loss, name)"),
                           ("awsrn-s:4:hr_rescale=6", "hr_rescale must be 0 to 5"),
                           ("awsrn-s:4:lr=fast", "lr='fast' is not float")]:
         rc = main(["train-group", "--runs", item, "--data", str(train_dir), "--device", "cpu",
@@ -596,3 +598,31 @@ def test_a_bad_ema_is_one_line(train_dir, tmp_path):
                           "--out", str(tmp_path / "cli")], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].endswith("got 1.5") \
         and "Traceback" not in out.stderr, out.stderr
+
+
+def test_the_l2_loss_step_descends_the_mean_squared_error_and_names_the_run(train_dir):
+    """--loss l2: the step's loss is F.mse_loss of the model's output, and its update is Adam on that loss's
+    gradients (equal to a hand-written step); L1 and L2 take different steps; the run folder names it."""
+    from benchmark.train import EagerStep, make_optimizer, run_tag
+    lr_b, hr_b = torch.rand(4, 3, 12, 12), torch.rand(4, 3, 24, 24)
+    cfg = _cfg(train_dir, "unused", loss="l2")
+    after = {}
+    for loss in ("l1", "l2"):
+        torch.manual_seed(0)
+        model = create_model("awsrn-s", scale=2, **TINY)
+        step = EagerStep(model, make_optimizer(model, cfg, torch.device("cpu"), graph=False), torch.device("cpu"),
+                         loss=loss)
+        step(lr_b, hr_b)
+        after[loss] = (float(step.loss_sum), {k: v.clone() for k, v in model.state_dict().items()})
+    torch.manual_seed(0)
+    ref = create_model("awsrn-s", scale=2, **TINY)
+    opt = make_optimizer(ref, cfg, torch.device("cpu"), graph=False)
+    expected = torch.mean((ref(lr_b) - hr_b) ** 2)
+    expected.backward()
+    opt.step()
+    assert after["l2"][0] == pytest.approx(float(expected), rel=1e-6)
+    assert max(float((after["l2"][1][k] - v).abs().max()) for k, v in ref.state_dict().items()) < 1e-7
+    assert after["l1"][0] != pytest.approx(after["l2"][0], rel=1e-3)
+    assert run_tag({"loss": "l2", "hr_rescale": 4}) == "-hr_rescale4-lossl2" and run_tag({"loss": "l1"}) == ""
+    with pytest.raises(ValueError, match=r"loss must be one of l1, l2, got 'huber'"):
+        _cfg(train_dir, "unused", loss="huber")
