@@ -95,8 +95,8 @@ class TrainConfig:
                                              "cosine horizon) to what fits", flag="--time-budget")
     monitor: tuple[str, ...] = _opt((), "test sets graded (matlab protocol) at each validation, only watched")
     data_root: str | None = _opt(None, "where the test sets live (default $AWSRN_DATA)")
-    loss: str = _opt("l1", "pixel loss: l1 (the paper's) or l2 (mean squared error, the PSNR objective: the last "
-                           "fine-tune of RFDN/RLFN-style efficient-SR recipes)", choices=("l1", "l2"))
+    loss: str = _opt("l1", "pixel loss: l1 (the paper's) or l2 (mean squared error, what PSNR measures: for a last "
+                           "fine-tune of an L1-trained checkpoint)", choices=("l1", "l2"))
     ema: float = _opt(0.0, "decay of an exponential moving average of the weights (e.g. 0.999, BasicSR's ema_decay): "
                            "validation, --monitor, the checkpoint and model.safetensors use the average; 0: off")
     save_dtype: str = _opt("float32", "storage of model.safetensors (float16: half the size)",

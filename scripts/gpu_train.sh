@@ -29,6 +29,8 @@ HR_RESCALE=${HR_RESCALE:-4}
 # a moving average of the weights (train --ema; e.g. EMA=0.999), off by default: on the plateaued AWSRN-S x4 it did
 # not lift the fine-tune (results/study_ema_ft.csv); the throughput check compares it graph vs eager
 EMA=${EMA:-0}
+# the pixel loss (train --loss): l1 as the paper; LOSS=l2 for a last cycle on the mean squared error (README "Fine-tuning")
+LOSS=${LOSS:-l1}
 t_start=$(date +%s)
 exec > >(tee "$OUT/gpu_train.log") 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
@@ -48,7 +50,7 @@ left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
 echo "== 2. train $RUNS together for ${left}s (set-up included)"
 timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
   --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA $PRECISION $GRAPH_FLAG --quiet
+  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION $GRAPH_FLAG --quiet
 rc=$?
 echo "train-group rc $rc"
 if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
@@ -57,7 +59,7 @@ if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
   rm -rf runs
   timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
     --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA $PRECISION --no-graph --quiet
+    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION --no-graph --quiet
 fi
 
 echo "== 3. pack"
