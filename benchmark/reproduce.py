@@ -170,6 +170,7 @@ class Run:
     latency_repeats: int
     progress: bool
     note: str = ""
+    latency_lr: tuple[int, int] = (96, 96)                          # the CPU latency table's LR size
     cx: pd.DataFrame = field(default_factory=pd.DataFrame)        # complexity table
     evals: pd.DataFrame = field(default_factory=pd.DataFrame)     # checkpoints x test sets
 
@@ -242,7 +243,7 @@ def step_peers(r: Run) -> None:
 def step_latency(r: Run) -> None:
     """CPU latency, 96x96 LR, 1 thread, training and deploy form."""
     # the warm-up is never longer than the timed part (a quick run with one repeat warms up once)
-    spec = LatencySpec(preset="custom", lr_hw=(96, 96), warmup=min(3, r.latency_repeats), repeats=r.latency_repeats,
+    spec = LatencySpec(preset="custom", lr_hw=r.latency_lr, warmup=min(3, r.latency_repeats), repeats=r.latency_repeats,
                        threads=1)
     lat = pd.concat([latency_table(None, (2, 4), spec), latency_table(None, (2, 4), LatencySpec(
         **{**spec.__dict__, "deploy": True}))])
@@ -314,7 +315,8 @@ STEPS = [("registry", step_registry), ("complexity", step_complexity), ("bicubic
 
 
 def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str | Path = "checkpoints",
-              latency_repeats: int = 20, progress: bool = False, fresh: bool = False) -> Path:
+              latency_repeats: int = 20, progress: bool = False, fresh: bool = False,
+              latency_lr: tuple[int, int] = (96, 96)) -> Path:
     out = Path(out)
     root = resolve_data_root(data_root)
     datasets = [d for d in FULL_SETS if root and (root / "benchmark" / d).is_dir()] or ["skimage"]
@@ -328,7 +330,7 @@ def reproduce(data_root=None, out: str | Path = "results", checkpoints_dir: str 
         import shutil
         shutil.rmtree(store)
     run = Run(out, store, root, datasets, report.find_checkpoints(checkpoints_dir), latency_repeats, progress,
-              note=data_note(root, datasets))
+              note=data_note(root, datasets), latency_lr=tuple(latency_lr))
     _log(run.note)
     for name, step in STEPS:
         _log(name)

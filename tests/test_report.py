@@ -52,7 +52,7 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
     # the registry variant awsrn-s has the official widths, so evaluate by checkpoint structure
     monkeypatch.setattr(report, "checkpoint_info", lambda p: {"model": None, "scale": 4, "iters": 0,
                                                              "train_device": "cpu", "batch": 16, "schedule": "x"})
-    reproduce(None, tmp_path / "results", tmp_path / "ck", latency_repeats=1)
+    reproduce(None, tmp_path / "results", tmp_path / "ck", latency_repeats=1, latency_lr=(24, 24))
     out = tmp_path / "results" / "embedded"      # never over the tables made from the benchmark sets
     for name in ("complexity.csv", "bicubic.md", "checkpoints_eval.tex", "paper_vs_ours.csv", "latency_cpu.csv",
                  "awms_weights.csv", "branch_pruning.csv", "fig_branch_pruning.png", "fig_awms_weights.png",
@@ -75,6 +75,7 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
     assert "![pruning](fig_branch_pruning.png)" in index
     assert "No data root: the embedded scikit-image set only, skimage (5 images)" in index
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["embedded"]
+    assert set(pd.read_csv(out / "latency_cpu.csv").lr_h) == {24}
 
 
 def test_cli_ablate_awms_weights_reads_lambda_from_the_checkpoint(tmp_path, capsys):
