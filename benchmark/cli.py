@@ -201,12 +201,22 @@ def cmd_side_by_side(args) -> int:
     return 0
 
 
+def _interrupted(command: str, exc) -> int:
+    """The one line of a training stopped by a signal (the runs are saved), and the shell's status for it."""
+    print(f"awsrn-bench {command}: {exc}", file=sys.stderr)
+    return 128 + exc.signum
+
+
 def cmd_train(args) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig, TrainingInterrupted, train
     out = args.out or f"runs/{args.model}-x{args.scale}"
     _out_dir(out)
     cfg = TrainConfig(out=out, **config_values(TrainConfig, args, args.config_fields))
-    summary = train(cfg, resume=args.resume, progress=not args.quiet)
+    try:
+        summary = train(cfg, resume=args.resume, progress=not args.quiet)
+    except TrainingInterrupted as exc:
+        print(json.dumps(exc.summary))
+        return _interrupted("train", exc)
     print(json.dumps(summary))
     if args.datasets and int(os.environ.get("RANK", "0")) == 0:
         from .evaluate import evaluate
@@ -249,7 +259,7 @@ def _run_spec(item: str, args) -> dict:
 def cmd_train_group(args) -> int:
     from .complexity import count_params
     from .registry import create_model
-    from .train import TrainConfig, train_group
+    from .train import TrainConfig, TrainingInterrupted, train_group
     common = config_values(TrainConfig, args, args.config_fields)
     cfgs = []
     for item in names(args.runs):
@@ -266,8 +276,12 @@ def cmd_train_group(args) -> int:
                                 model=model, scale=scale, out=str(Path(args.out) / name),
                                 init_from=str(prev) if prev is not None and prev.is_file() else None))
     _out_dir(args.out)
-    df = train_group(cfgs, time_budget_s=args.time_budget, resume=args.resume, progress=not args.quiet)
     from .results import write_table
+    try:
+        df = train_group(cfgs, time_budget_s=args.time_budget, resume=args.resume, progress=not args.quiet)
+    except TrainingInterrupted as exc:
+        write_table(exc.summary, Path(args.out) / "group.csv")
+        return _interrupted("train-group", exc)
     write_table(df, Path(args.out) / "group.csv")
     emit(df, "table")
     return 0

@@ -26,7 +26,10 @@ import hashlib
 import json
 import math
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -903,6 +906,11 @@ class _BudgetClock:
     def after_round(self) -> None:
         self.rounds += 1
         b = self.budget
+        # out of time, even before the first fit (slow steps); under DDP the fits' broadcast stops every rank together
+        if not self.distributed and time.perf_counter() - self.t0 >= b.seconds:
+            for t in self.trainers:
+                t.horizon = t.it
+            return
         if self.rounds == b.warmup:
             for t in self.trainers:
                 t.sync()
@@ -913,10 +921,47 @@ class _BudgetClock:
             self._fit()
 
 
-def _run(trainers: list[Trainer], budget: TimeBudget | None) -> None:
-    """Round-robin: one iteration of each unfinished trainer per round (each on its own CUDA stream)."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during training. Raised after every run has validated and saved at the iteration it
+    reached (``checkpoint.pt``, ``model.safetensors``, ``train_log.csv``, ``recipe.json``), so ``--resume``
+    continues exactly; a KeyboardInterrupt, so that a sweep stops rather than grading the unfinished runs."""
+
+    def __init__(self, signum: int, summary):
+        self.signum, self.summary = signum, summary
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: the runs saved where they stopped, "
+                         "--resume continues them")
+
+
+@contextmanager
+def _stop_on_signals(enabled: bool):
+    """Yields a list that a first SIGINT or SIGTERM appends its number to (the loop then ends after its
+    round); a second signal acts as it would without this. Off under DDP (every rank must stop at the same
+    iteration) and off the main thread (Python delivers signals there only)."""
+    caught: list[int] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        caught.append(signum)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        previous[s] = signal.signal(s, handler)
+    try:
+        yield caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _run(trainers: list[Trainer], budget: TimeBudget | None, stop: list[int]) -> None:
+    """Round-robin: one iteration of each unfinished trainer per round (each on its own CUDA stream), until
+    every one is done or ``stop`` (from :func:`_stop_on_signals`) holds a signal."""
     clock = _BudgetClock(budget, trainers) if budget is not None else None
-    while not all(t.done for t in trainers):
+    while not all(t.done for t in trainers) and not stop:
         for t in trainers:
             if not t.done:
                 t.step()
@@ -926,26 +971,31 @@ def _run(trainers: list[Trainer], budget: TimeBudget | None) -> None:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train, writing ``<out>/checkpoint.pt`` (resumable state), ``<out>/model.safetensors`` (+ .json),
-    ``<out>/train_log.csv`` and ``<out>/recipe.json``. Returns a summary dict."""
+    ``<out>/train_log.csv`` and ``<out>/recipe.json``. Returns a summary dict; a SIGINT or SIGTERM saves all of
+    them where the run stopped and raises :class:`TrainingInterrupted` (its ``summary`` is that dict)."""
     if resume and (done := _finished(cfg)) is not None:
         return done     # a finished run is left as it is (its files are not rewritten)
     trainer = Trainer(cfg, resume=resume, progress=progress)
-    _run([trainer], TimeBudget(cfg.time_budget_s) if cfg.time_budget_s else None)
-    return trainer.finish()
+    with _stop_on_signals(trainer.world == 1) as stop:
+        _run([trainer], TimeBudget(cfg.time_budget_s) if cfg.time_budget_s else None, stop)
+    summary = trainer.finish()
+    if stop:
+        raise TrainingInterrupted(stop[0], summary)
+    return summary
 
 
-def measure_solo(trainers: list[Trainer], iters: int = 30) -> list[float]:
+def measure_solo(trainers: list[Trainer], iters: int = 30, stop: list[int] | tuple = ()) -> list[float]:
     """Each trainer's step time alone on the device (seconds per iteration), from ``iters`` real
-    training steps run one trainer at a time."""
+    training steps run one trainer at a time (fewer once ``stop`` holds a signal)."""
     out = []
     for t in trainers:
         t.sync()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            if not t.done:
-                t.step()
+        t0, steps = time.perf_counter(), 0
+        while steps < iters and not t.done and not stop:
+            t.step()
+            steps += 1
         t.sync()
-        out.append((time.perf_counter() - t0) / iters)
+        out.append((time.perf_counter() - t0) / max(1, steps))
     return out
 
 
@@ -955,29 +1005,34 @@ def train_group(cfgs: list[TrainConfig], time_budget_s: float | None = None, res
     GPU. Every run gets the same number of iterations; with a time budget the length is set from the
     group's measured speed. Each run's GPU seconds are the wall time times its share of the work
     (its solo step time over the sum of all solo step times, measured first). Returns one row per run
-    with the solo and group throughput, i.e. what the group saved against training one after another."""
+    with the solo and group throughput, i.e. what the group saved against training one after another. A SIGINT
+    or SIGTERM ends every run at its current iteration, saved, and raises :class:`TrainingInterrupted` (its
+    ``summary`` is that table)."""
     t0 = time.perf_counter()          # the budget covers the set-up (data, graph capture) too
     trainers = [Trainer(c, resume=resume, progress=progress) for c in cfgs]
     for t in trainers:                # a run's wall time starts when the group starts training
         t.t_begin = t.t_last = time.perf_counter()
-    solo = measure_solo(trainers)
-    total = sum(solo)
-    for t, s in zip(trainers, solo):
-        t.gpu_share, t.concurrent = s / total, len(trainers)
-    left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
-    t1 = time.perf_counter()
-    it1 = trainers[0].it
-    _run(trainers, TimeBudget(left) if left else None)
+    with _stop_on_signals(trainers[0].world == 1) as stop:
+        solo = measure_solo(trainers, stop=stop)
+        total = sum(solo)
+        for t, s in zip(trainers, solo):
+            t.gpu_share, t.concurrent = s / total, len(trainers)
+        left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        it1 = trainers[0].it
+        _run(trainers, TimeBudget(left) if left is not None else None, stop)
     group_s = time.perf_counter() - t1
     rows = []
     for t, s in zip(trainers, solo):
         summary = t.finish()
         rows.append({"model": t.cfg.model, "scale": t.cfg.scale, "out": summary["out"], "batch": t.cfg.batch,
                      "patch": t.cfg.patch, "lr": t.cfg.lr, "iters": summary["iters"],
-                     "solo_it_per_s": 1 / s, "group_it_per_s": (t.it - it1) / group_s,
+                     "solo_it_per_s": 1 / s, "group_it_per_s": (t.it - it1) / max(group_s, 1e-9),
                      "gpu_share": t.gpu_share, "gpu_s": t.segment()["gpu_s"],
                      "val_psnr": summary.get("val_psnr", float("nan"))})
     df = pd.DataFrame(rows)
     # one after another would take sum(solo) per round; the group took group_s / rounds
-    df["group_speedup_vs_sequential"] = (total * (trainers[0].it - it1)) / group_s
+    df["group_speedup_vs_sequential"] = (total * (trainers[0].it - it1)) / max(group_s, 1e-9)
+    if stop:
+        raise TrainingInterrupted(stop[0], df)
     return df

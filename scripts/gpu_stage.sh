@@ -3,6 +3,8 @@
 #   scripts/gpu_stage.sh [study]  .gpu/study: copies of T91, BSD200, Set5 and Set14 from the data root and
 #                                 wheels of fvcore and its pure-Python needs, which the GPU image lacks (pip
 #                                 cannot reach an index there); read by scripts/gpu_ablations.sh. About 46 MiB.
+#   scripts/gpu_stage.sh train    .gpu/data: copies of T91, BSD200 and Set5 for scripts/gpu_train.sh (40.1 MiB); with
+#                                 the M/L checkpoints alone in the tree (results/ and S/SD moved out) a call is 60.5 MiB.
 #   scripts/gpu_stage.sh urban    .gpu/bench-sets (Set5, Set14, B100: 32 MiB) and .gpu/u100-{1,2,3,4} (Urban100/HR
 #                                 in quarters, about 24 MiB each): Urban100 (94 MiB) cannot travel in one call, so
 #                                 the evaluate-overhead run takes three calls on one warm machine (README).
@@ -24,6 +26,11 @@ study)
   rm -rf "$src"
   ls "$D/whl"
   du -sh "$D" ;;
+train)
+  rm -rf .gpu/data && mkdir -p .gpu/data/train .gpu/data/benchmark
+  cp -r "$ROOT/train/T91" "$ROOT/train/BSD200" .gpu/data/train/
+  cp -r "$ROOT/benchmark/Set5" .gpu/data/benchmark/
+  du -sh .gpu/data ;;
 urban)
   rm -rf .gpu/bench-sets .gpu/u100-*
   mkdir -p .gpu/bench-sets/benchmark
@@ -35,5 +42,5 @@ urban)
     i=$((i + 1))
   done
   du -sh .gpu/bench-sets .gpu/u100-* ;;
-*) echo "gpu_stage.sh: expected 'study' or 'urban', got '$1'" >&2; exit 2 ;;
+*) echo "gpu_stage.sh: expected 'study', 'train' or 'urban', got '$1'" >&2; exit 2 ;;
 esac

