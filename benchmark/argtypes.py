@@ -12,7 +12,8 @@ import typing
 
 def run_reporting(prog: str, func, args) -> int:
     """``func(args)``, with the errors of bad input (a missing or unreadable file, a bad key or value, failed
-    jobs) printed as one line, ``<prog>: error: ...``, exit status 2, instead of a traceback."""
+    jobs) printed as one line, ``<prog>: error: ...``, exit status 2, instead of a traceback; an interrupt as one
+    line too, exit status 128 + the signal."""
     from .checkpoints import CheckpointError
     from .data import ImageReadError
     from .sweep import JobsFailed
@@ -24,6 +25,9 @@ def run_reporting(prog: str, func, args) -> int:
             msg = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:      # Ctrl-C; a training's TrainingInterrupted says what it saved
+        print(f"{prog}: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(exc, "signum", 2)
 
 
 class Parser(argparse.ArgumentParser):

@@ -201,12 +201,6 @@ def cmd_side_by_side(args) -> int:
     return 0
 
 
-def _interrupted(command: str, exc) -> int:
-    """The one line of a training stopped by a signal (the runs are saved), and the shell's status for it."""
-    print(f"awsrn-bench {command}: {exc}", file=sys.stderr)
-    return 128 + exc.signum
-
-
 def cmd_train(args) -> int:
     from .train import TrainConfig, TrainingInterrupted, train
     out = args.out or f"runs/{args.model}-x{args.scale}"
@@ -214,9 +208,9 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(out=out, **config_values(TrainConfig, args, args.config_fields))
     try:
         summary = train(cfg, resume=args.resume, progress=not args.quiet)
-    except TrainingInterrupted as exc:
+    except TrainingInterrupted as exc:      # saved; run_reporting prints the one line and exits 128 + signal
         print(json.dumps(exc.summary))
-        return _interrupted("train", exc)
+        raise
     print(json.dumps(summary))
     if args.datasets and int(os.environ.get("RANK", "0")) == 0:
         from .evaluate import evaluate
@@ -279,9 +273,9 @@ def cmd_train_group(args) -> int:
     from .results import write_table
     try:
         df = train_group(cfgs, time_budget_s=args.time_budget, resume=args.resume, progress=not args.quiet)
-    except TrainingInterrupted as exc:
+    except TrainingInterrupted as exc:      # saved; run_reporting prints the one line and exits 128 + signal
         write_table(exc.summary, Path(args.out) / "group.csv")
-        return _interrupted("train-group", exc)
+        raise
     write_table(df, Path(args.out) / "group.csv")
     emit(df, "table")
     return 0

@@ -304,3 +304,14 @@ def test_a_second_model_on_the_same_images_decodes_nothing_and_an_edited_image_i
     for i in range(3):
         small.put(i, np.zeros((48, 60, 3), np.uint8), np.zeros((24, 30, 3), np.uint8))
     assert list(small.items) == [1, 2] and small.bytes <= small.max_bytes      # the oldest went first
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    import benchmark.evaluate
+    from benchmark.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(benchmark.evaluate, "evaluate", interrupted)
+    assert main(["evaluate", "--model", "bicubic", "--scales", "2", "--datasets", "skimage"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["awsrn-bench evaluate: interrupted"]
