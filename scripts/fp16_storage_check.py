@@ -4,6 +4,8 @@ same images with the matlab protocol.
 
     python scripts/fp16_storage_check.py CK[,CK...] --data-root ../shared/data [--datasets Set5,Set14]
         [--out results/fp16_storage.csv]   # replaces the rows of these checkpoints, keeps the others
+
+CK: a weights file, or the name of a committed checkpoint (awsrn-s-x4: checkpoints/awsrn-s-x4/model.safetensors).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmark.checkpoints import model_from_checkpoint, read_checkpoint  # noqa: E402
+from benchmark.checkpoints import CheckpointError, model_from_checkpoint, read_checkpoint  # noqa: E402
 from benchmark.evaluate import evaluate  # noqa: E402
 from benchmark.results import write_table  # noqa: E402
 
@@ -42,6 +44,12 @@ def compare(path, datasets, data_root) -> pd.DataFrame:
     return df
 
 
+def weights_path(ck: str) -> str:
+    """A file as given; a committed checkpoint's name as its model.safetensors (the path the rows are keyed by)."""
+    named = Path("checkpoints") / ck / "model.safetensors"
+    return str(named) if not Path(ck).is_file() and named.is_file() else ck
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints")
@@ -49,7 +57,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    df = pd.concat([compare(p, args.datasets.split(","), args.data_root) for p in args.checkpoints.split(",")])
+    try:
+        df = pd.concat([compare(weights_path(p), args.datasets.split(","), args.data_root)
+                        for p in args.checkpoints.split(",")])
+    except (CheckpointError, ValueError) as exc:
+        print(f"fp16_storage_check: {exc}", file=sys.stderr)
+        return 2
     print(df.to_string(index=False))
     if args.out:
         # the rows of the checkpoints checked now replace their earlier rows; the others stay (some were
