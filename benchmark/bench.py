@@ -147,6 +147,13 @@ def graph_equals_eager(device: str, steps: int = 3, ema: float = 0.9) -> dict:
             "equal": abs(le - lg) < 1e-4 * abs(le) and diff < 1e-4 and ema_diff < 1e-4}
 
 
+def cpu_isa() -> str:
+    """The vector instructions PyTorch's CPU kernels use here, and whether bfloat16 runs natively: e.g.
+    'AVX2' (bf16 emulated) or 'AVX512, native bf16'."""
+    from .train import native_bf16
+    return torch.backends.cpu.get_cpu_capability() + (", native bf16" if native_bf16("cpu") else "")
+
+
 def _rate(cfg, warmup: int, timed: int) -> float:
     from .train import Trainer
     t = Trainer(cfg, progress=False)
@@ -206,6 +213,8 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
         row = {"step": name, "model": model, "scale": scale, "batch": cfg.batch, "patch": cfg.patch,
                "amp": cfg.amp, "channels_last": cfg.channels_last, "iters_timed": n,
                "device": device_name(device), "torch_version": torch.__version__}
+        if not cuda:        # two CPUs of one name may differ in what bf16 costs (native_bf16)
+            row["cpu_isa"] = cpu_isa()
         try:
             rate = _rate(cfg, warmup=max(2, min(10, n // 10)), timed=n)
             row.update(it_per_s=rate, patches_per_s=rate * cfg.batch, error="")

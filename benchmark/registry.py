@@ -41,6 +41,12 @@ class Variant:
             return PeerConfig(self.peer, scale)
         if self.config is None:
             raise ValueError(f"{self.name!r} is a baseline without an AWSRN config")
+        fields = [f.name for f in dataclasses.fields(self.config) if f.name != "scale"]
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ValueError(f"override {unknown[0]!r} (--set {unknown[0]}=...): not a field of {self.name}'s config; "
+                             "expected one of "
+                             f"{', '.join(fields)}")
         return dataclasses.replace(self.config, scale=scale, **overrides)
 
     def paper(self, scale: int) -> dict | None:

@@ -220,7 +220,7 @@ def _run_group(jobs: list[Job], out: Path, data_root) -> list[dict]:
             continue
         try:
             cfg, _ = _train_config(j.params, out, data_root)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError):
             continue                    # run_job reports it with its cause
         if _finished(cfg) is None and cfg.out not in {c.out for c in cfgs}:
             cfgs.append(cfg)

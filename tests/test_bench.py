@@ -5,6 +5,7 @@ import io
 import pandas as pd
 import pytest
 import skimage
+import torch
 from PIL import Image
 
 from benchmark.cli import main
@@ -24,7 +25,8 @@ def test_eval_overhead_rows_for_a_cold_and_a_warm_cache(tmp_path, capsys):
                                      "threads"]
 
 
-def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys):
+def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     d = tmp_path / "train"
     d.mkdir()
     for i in range(3):
@@ -40,6 +42,8 @@ def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys):
     assert df.speedup_it_vs_eager.iloc[0] == 1.0
     assert df.patches_per_s.tolist() == pytest.approx((df.it_per_s * df.batch).tolist())
     assert "graph_equals_eager" not in df
+    # the CPU rows say whether bf16 was native (patched to yes, above), since 'AMD EPYC' alone does not
+    assert set(df.cpu_isa) == {torch.backends.cpu.get_cpu_capability() + ", native bf16"}
 
 
 @pytest.mark.slow

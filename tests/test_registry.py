@@ -34,6 +34,13 @@ def test_overrides_replace_config_fields():
     assert m.cfg.n_lfb == 2 and m.cfg.awms_kernels == (3,) and m.cfg.scale == 3 and not m.cfg.bam
 
 
+def test_an_unknown_override_names_the_key_and_the_fields():
+    """A recipe key given to --set (e.g. amp, which is train's --amp) is one line, not a TypeError traceback."""
+    with pytest.raises(ValueError, match=r"override 'amp' \(--set amp=...\): not a field of awsrn-s's config; "
+                                         r"expected one of n_lfb, n_awru, .*, rgb_mean$"):
+        create_model("awsrn-s", scale=4, amp="bf16")
+
+
 def test_bicubic_is_a_model_without_weights():
     assert isinstance(create_model("bicubic", scale=4), Bicubic)
     with pytest.raises(ValueError, match="takes no weights"):

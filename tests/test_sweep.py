@@ -178,11 +178,16 @@ def test_group_backend_reports_a_bad_train_job_and_still_trains_the_others(tmp_p
         Image.fromarray(skimage.data.astronaut()[i * 60:i * 60 + 96, :96]).save(d / f"t{i}.png")
     job = {"kind": "train", "scale": 2, "data": [str(d)], "iters": 2, "batch": 2, "patch": 12, "val_images": 1,
            "val_every": 2, "ckpt_every": 2, "overrides": {"n_feats": 8, "block_feats": 16, "n_awru": 1}}
+    (tmp_path / "empty").mkdir()
+    # an unknown model fails as its config is built (it never joins the group); a folder without images fails
+    # inside the group, which then trains the jobs one by one
     spec = _spec(tmp_path, [{**job, "model": "awsrn-nope", "out": str(tmp_path / "bad")},
+                            {**job, "model": "awsrn-s", "data": [str(tmp_path / "empty")], "out": str(tmp_path / "bad2")},
                             {**job, "model": "awsrn-s", "out": str(tmp_path / "good")}])
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--backend", "group", "--format", "csv"]) == 1
     err = capsys.readouterr().err
     assert "training the jobs one by one" in err
     assert "job 0 (train: scale=2, model=awsrn-nope) failed: KeyError: \"unknown model 'awsrn-nope'" in err
-    assert "2 jobs: 1 ran, 0 reused from the ledger, 1 failed" in err
+    assert "job 1 (train: scale=2, model=awsrn-s) failed: " in err and "empty" in err
+    assert "3 jobs: 1 ran, 0 reused from the ledger, 2 failed" in err
     assert (tmp_path / "good" / "model.safetensors").is_file()

@@ -661,6 +661,32 @@ def test_a_bad_ema_is_one_line(train_dir, tmp_path):
         and "Traceback" not in out.stderr, out.stderr
 
 
+def test_bf16_on_a_cpu_that_emulates_it_warns_in_one_line(train_dir, tmp_path, monkeypatch, capsys):
+    """bf16 autocast on a CPU without AVX512-BF16/AMX ran the step 20x slower than float32: train says so;
+    scripts/cpu_finetune.sh picks --amp by native_bf16."""
+    import benchmark.train as tr
+    for avx512_bf16, amx, native in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert tr.native_bf16("cpu") is native and tr.native_bf16(torch.device("cpu")) is native
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    train(_cfg(train_dir, tmp_path / "bf16", iters=1, amp="bf16"), progress=False)
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: amp bf16")]
+    assert len(warned) == 1 and "has no AVX512-BF16 or AMX" in warned[0]
+    train(_cfg(train_dir, tmp_path / "fp32", iters=1), progress=False)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_recipe_key_given_to_set_is_one_line(train_dir, tmp_path, capsys):
+    from benchmark.cli import main
+    assert main(["train", "--data", str(train_dir), "--set", "amp=bf16", "--iters", "1",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["awsrn-bench train: error: override 'amp' (--set amp=...): not a field of awsrn-s's config; "
+                   "expected one of n_lfb, n_awru, n_feats, block_feats, awms_kernels, unit, lrfu, bam, bam_reduction, "
+                   "input_range, mean_shift, rgb_mean"]
+
+
 def test_the_l2_loss_step_descends_the_mean_squared_error_and_names_the_run(train_dir):
     """--loss l2: the step's loss is F.mse_loss of the model's output, and its update is Adam on that loss's
     gradients (equal to a hand-written step); L1 and L2 take different steps; the run folder names it."""
