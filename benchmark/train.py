@@ -590,9 +590,9 @@ def _finished(cfg: TrainConfig) -> dict | None:
 
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` runs bfloat16 arithmetic natively. A CPU without AVX512-BF16 or AMX emulates it:
-    bf16 autocast there made the AWSRN training step 20x slower than float32 (AWSRN-S x4, an AVX2 AMD EPYC,
-    README), while an AVX512-BF16 CPU runs it 1.7x faster."""
+    """Whether ``device`` runs bfloat16 arithmetic natively. A CPU without AVX512-BF16 or AMX emulates it, and
+    bf16 autocast there makes the AWSRN training step many times slower than float32, while an AVX512-BF16 CPU
+    runs it 1.7x faster (``results/train_throughput_cpu.csv``)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -2,7 +2,7 @@
 # A committed checkpoint fine-tuned on the CPU for one more cosine cycle on the training images with four
 # downscaled copies each (--hr-rescale 4: +0.15 dB on Set5 for AWSRN-S x4 and +0.09 for SD x4, README
 # "Ablations"), bf16 autocast + channels_last where the CPU runs bf16 natively (1.8x on an AVX512-BF16 CPU),
-# else float32 in NCHW (bf16 is emulated there: 20x slower; channels_last 10% slower); AMP=none|bf16 forces it.
+# else float32 in NCHW (bf16 is emulated there, many times slower); AMP=none|bf16 forces it.
 # Several checkpoints train side by side, one thread each, into runs/ft/<checkpoint>/; nothing is copied into
 # checkpoints/ (README says how a run whose held-out PSNR beats its checkpoint's becomes the checkpoint).
 #   ITERS=4000 LR=2e-4 scripts/cpu_finetune.sh awsrn-s-x3 awsrn-sd-x3
