@@ -5,7 +5,10 @@
 # else float32 in NCHW (bf16 is emulated there, many times slower); AMP=none|bf16 forces it.
 # Several checkpoints train side by side, one thread each, into runs/ft/<checkpoint>/; nothing is copied into
 # checkpoints/ (README says how a run whose held-out PSNR beats its checkpoint's becomes the checkpoint).
+# PATCH sets the LR patch side (default: the checkpoint's own). A smaller patch admits more of the small T91
+# images (at x4, 48 px needs 192 px HR: 40 of 91; 32 px needs 128: 84 of 91; README "Ablations").
 #   ITERS=4000 LR=2e-4 scripts/cpu_finetune.sh awsrn-s-x3 awsrn-sd-x3
+#   ITERS=4000 LR=2e-4 PATCH=32 RUNS=runs/ft-p32 scripts/cpu_finetune.sh awsrn-s-x4
 set -eu
 ROOT=${AWSRN_DATA:-../shared/data}
 ITERS=${ITERS:-4000}
@@ -26,6 +29,7 @@ for name in "$@"; do
   # model, scale, LR patch and storage dtype as the checkpoint was trained (L x8: 40 px; M/L: float16)
   read -r model scale patch dtype < <("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); \
 print(r['model'], r['scale'], r['patch'], r.get('save_dtype', 'float32'))" "$ck/recipe.json")
+  patch=${PATCH:-$patch}
   mkdir -p "$RUNS"
   # shellcheck disable=SC2086   # PRECISION and EXTRA (more train flags, e.g. --ema 0.999) are word lists
   OMP_NUM_THREADS=${THREADS:-1} ${AWSRN_BENCH:-.venv/bin/awsrn-bench} train --model "$model" --scale "$scale" \
