@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# The GPU training run, as one prepared script on the lent device (README "Training on a GPU").
+# The GPU training run, as one prepared script on the lent device (README "Training on a GPU"; results: docs/experiments.md).
 # Expects .gpu/data/train/{T91,BSD200} and .gpu/data/benchmark/Set5 (copies of ../shared/data, carried,
 # never committed). Steps: (1) check the CUDA-graph step against the eager step and measure eager vs fast
 # throughput side by side (fp32, bf16 and channels_last inside the graph, batch 64); (2) train every variant of the paper's table together (one process, one CUDA
 # stream each), continuing from checkpoints/ where a checkpoint exists, for TOTAL_S seconds in all;
 # (3) pack the runs into $OUT. Tried on the CPU first with: DEVICE=cpu TOTAL_S=60 RUNS=awsrn-s:4 ...
 # A run named probe-* starts from scratch (no checkpoint of that name): the batch/lr recipe probes, whose
-# Set5 PSNR against GPU-seconds is the evidence for the recipe (README "Training on a GPU").
+# Set5 PSNR against GPU-seconds is the evidence for the recipe (README "Training on a GPU"; results: docs/experiments.md).
 set -u
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 AWSRN_CACHE=/tmp/awsrn-cache AWSRN_DATA=$PWD/.gpu/data
 DEVICE=${DEVICE:-cuda}
 TOTAL_S=${TOTAL_S:-450}          # the whole script, from now
 DATA=.gpu/data/train/T91,.gpu/data/train/BSD200
-# L x8 on 24 px LR patches (192 px HR): with 40 px (320 px HR) every downscaled copy of BSD200 and most T91 images are too
-# small, so HR_RESCALE adds nothing at x8; the CPU fine-tune on 24 px with the copies gave L x8 +0.14 dB on all 219 images
-RUNS=${RUNS:-awsrn-s:4,awsrn-s:3,awsrn-s:2,awsrn-sd:4,awsrn-sd:3,awsrn-sd:2,awsrn-m:4,awsrn-m:3,awsrn-m:2,awsrn-l:4,awsrn-l:3,awsrn-l:2,awsrn-l:8:24}
+# The x4 runs on 32 px LR patches (128 px HR) and L x8 on 16 px (128 px HR): a training image smaller than the HR patch
+# is left out, so 48 px at x4 (192 px HR) trains on 232 of the 281 images (40 of T91's 91) and 32 px on 274. Continuing
+# the committed AWSRN-S x4 for 4,000 iterations on 32 px beat the same cycle on 48 px by +0.025 [+0.020, +0.031] dB on
+# all 219 test images, every set up, at 0.47x the CPU time (docs/experiments.md); L x8 on 16 px gained held-out +0.10 dB
+RUNS=${RUNS:-awsrn-s:4:32,awsrn-s:3,awsrn-s:2,awsrn-sd:4:32,awsrn-sd:3,awsrn-sd:2,awsrn-m:4:32,awsrn-m:3,awsrn-m:2,awsrn-l:4:32,awsrn-l:3,awsrn-l:2,awsrn-l:8:16}
 CONTINUE_FROM=${CONTINUE_FROM:-checkpoints}   # a second call on the warm machine: runs_prev (see README)
 VAL_EVERY=${VAL_EVERY:-2500}
 # bf16 autocast + channels_last: 1.49x the fp32 graph step on an H200 (results/gpu/train_throughput_gpu.csv) for
@@ -29,7 +31,7 @@ HR_RESCALE=${HR_RESCALE:-4}
 # a moving average of the weights (train --ema; e.g. EMA=0.999), off by default: on the plateaued AWSRN-S x4 it did
 # not lift the fine-tune (results/study_ema_ft.csv); the throughput check compares it graph vs eager
 EMA=${EMA:-0}
-# the pixel loss (train --loss): l1 as the paper; LOSS=l2 for a last cycle on the mean squared error (README "Fine-tuning")
+# the pixel loss (train --loss): l1 as the paper; LOSS=l2 for a last cycle on the mean squared error (docs/experiments.md)
 LOSS=${LOSS:-l1}
 t_start=$(date +%s)
 exec > >(tee "$OUT/gpu_train.log") 2>&1
