@@ -6,7 +6,7 @@
 # Several checkpoints train side by side, one thread each, into runs/ft/<checkpoint>/; nothing is copied into
 # checkpoints/ (README says how a run whose held-out PSNR beats its checkpoint's becomes the checkpoint).
 # PATCH sets the LR patch side (default: the checkpoint's own). A smaller patch admits more of the small T91
-# images (at x4, 48 px needs 192 px HR: 40 of 91; 32 px needs 128: 84 of 91; README "Ablations").
+# images (at x4, 48 px needs 192 px HR: 38 of the 87 T91 training images; 32 px needs 128: 80; docs/experiments.md).
 #   ITERS=4000 LR=2e-4 scripts/cpu_finetune.sh awsrn-s-x3 awsrn-sd-x3
 #   ITERS=4000 LR=2e-4 PATCH=32 RUNS=runs/ft-p32 scripts/cpu_finetune.sh awsrn-s-x4
 set -eu

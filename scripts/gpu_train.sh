@@ -14,7 +14,7 @@ DEVICE=${DEVICE:-cuda}
 TOTAL_S=${TOTAL_S:-450}          # the whole script, from now
 DATA=.gpu/data/train/T91,.gpu/data/train/BSD200
 # The x4 runs on 32 px LR patches (128 px HR) and L x8 on 16 px (128 px HR): a training image smaller than the HR patch
-# is left out, so 48 px at x4 (192 px HR) trains on 232 of the 281 images (40 of T91's 91) and 32 px on 274. Continuing
+# is left out, so 48 px at x4 (192 px HR) trains on 232 of the 281 images (38 of T91's 87) and 32 px on 274. Continuing
 # the committed AWSRN-S x4 for 4,000 iterations on 32 px beat the same cycle on 48 px by +0.025 [+0.020, +0.031] dB on
 # all 219 test images, every set up, at 0.47x the CPU time (docs/experiments.md); L x8 on 16 px gained held-out +0.10 dB
 RUNS=${RUNS:-awsrn-s:4:32,awsrn-s:3,awsrn-s:2,awsrn-sd:4:32,awsrn-sd:3,awsrn-sd:2,awsrn-m:4:32,awsrn-m:3,awsrn-m:2,awsrn-l:4:32,awsrn-l:3,awsrn-l:2,awsrn-l:8:16}
