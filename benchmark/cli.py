@@ -223,8 +223,8 @@ def cmd_train(args) -> int:
 
 
 # per-run recipe keys a --runs item may set (MODEL:SCALE[:PATCH][:KEY=VALUE...]); the rest come from the flags
-_RUN_KEYS = {"patch": int, "batch": int, "lr": float, "train_subset": int, "hr_rescale": int, "ema": float,
-             "loss": str, "name": str}
+_RUN_KEYS = {"patch": int, "batch": int, "lr": float, "train_subset": int, "hr_rescale": int, "min_hr_side": int,
+             "ema": float, "loss": str, "name": str}
 
 
 def _run_spec(item: str, args) -> dict:
@@ -440,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The recipe flags are the fields of benchmark.train.TrainConfig, shared by "
                                    "every run; --runs sets each run's model, scale and its own keys.")
     s.add_argument("--runs", required=True,
-                   help="comma-separated MODEL:SCALE[:PATCH][:KEY=VALUE...] with keys patch, batch, lr, train_subset, ema, "
-                        "hr_rescale, name (the run folder; default <model>-x<scale>), e.g. awsrn-s:2,awsrn-l:8:40,awsrn-s:4:batch=64:lr=2e-3:name=s4-b64")
+                   help=f"comma-separated MODEL:SCALE[:PATCH][:KEY=VALUE...] with keys {', '.join(_RUN_KEYS)} "
+                        "(name: the run folder; default <model>-x<scale>), e.g. awsrn-s:2,awsrn-l:8:40,awsrn-s:4:batch=64:lr=2e-3:name=s4-b64")
     s.add_argument("--out", default="runs", help="folder of the runs: each run goes to <out>/<name>")
     s.add_argument("--continue-from", default=None,
                    help="folder of earlier runs: a run starts from <folder>/<name>/model.safetensors "

@@ -80,6 +80,9 @@ class TrainConfig:
                                 "after the held-out split (0: all): for PSNR-against-data-size curves", minimum=0)
     hr_rescale: int = _opt(0, "add n copies of each training image downscaled by 0.9, 0.8, ... (MATLAB bicubic; "
                               "VDSR's augmentation of the 291 set), at most 5", minimum=0)
+    min_hr_side: int = _opt(0, "leave out the training images (and copies) whose HR side is under this, as a larger "
+                               "patch would (0: the HR patch side): to tell a smaller patch from the images it admits",
+                            minimum=0)
     val_every: int = _opt(500, "iterations between validations", minimum=1)
     log_every: int = _opt(50, "iterations between train_log.csv rows", minimum=1)
     ckpt_every: int = _opt(500, "iterations between resumable checkpoints", minimum=1)
@@ -132,7 +135,8 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------ data
 # the recipe keys that change what a run learns: a study's or fine-tune's run folder names the ones that
 # differ from TrainConfig's defaults, so a run made with other values never stands in for this one
-RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale", "ema", "loss")
+RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale", "min_hr_side",
+            "ema", "loss")
 
 
 def run_tag(recipe: dict) -> str:
@@ -688,13 +692,14 @@ class Trainer:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        pairs, self.skipped, self.val_pairs, self.n_images = training_pairs(cfg.data, cfg.scale, cfg.patch * cfg.scale,
+        min_hr = max(cfg.patch * cfg.scale, cfg.min_hr_side)
+        pairs, self.skipped, self.val_pairs, self.n_images = training_pairs(cfg.data, cfg.scale, min_hr,
                                                              cfg.val_images, cfg.train_subset, cfg.hr_rescale)
         if not pairs:
             unreadable = [p for p, why in self.skipped if "smaller than" not in why]
             small = len(self.skipped) - len(unreadable)
             raise ValueError(f"no usable training image in {list(cfg.data)}: {small} smaller than the "
-                             f"{cfg.patch * cfg.scale}px HR patch, {len(unreadable)} unreadable"
+                             f"{min_hr}px HR patch, {len(unreadable)} unreadable"
                              + (f" (e.g. {unreadable[0]})" if unreadable else ""))
         self.n_train = len(pairs)
         chunk = 16 if self.use_graph else 1   # batches drawn per sampler call on the GPU
@@ -828,7 +833,8 @@ class Trainer:
                 "gpu_s": wall * self.gpu_share if self.device.type == "cuda" else 0.0,
                 "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d"),
                 # the data of this segment (a fine-tune may add downscaled copies the earlier segments lacked)
-                "train_subset": cfg.train_subset, "hr_rescale": cfg.hr_rescale, "train_pairs": self.n_train,
+                "train_subset": cfg.train_subset, "hr_rescale": cfg.hr_rescale, "min_hr_side": cfg.min_hr_side,
+                "train_pairs": self.n_train,
                 "ema": cfg.ema, "loss": cfg.loss}
 
     def _write_recipe(self, final: bool) -> None:

@@ -347,6 +347,22 @@ def test_train_subset_thins_the_training_images_but_keeps_the_held_out_ones(trai
         _cfg(train_dir, tmp_path, train_subset=-1)
 
 
+
+def test_min_hr_side_trains_a_small_patch_on_the_images_a_large_patch_admits(train_dir, tmp_path):
+    """--min-hr-side separates a smaller patch from the extra pairs it admits: a 12 px patch with the side of
+    a 44 px patch (88 px HR) leaves out the 0.9 copies (86 px) as the 44 px patch does."""
+    from benchmark.train import run_tag
+    for name, kw in {"s": {}, "m": {"min_hr_side": 88}, "l": {"patch": 44}}.items():
+        train(_cfg(train_dir, tmp_path / name, iters=1, batch=1, val_every=1, ckpt_every=1, hr_rescale=1, **kw),
+              progress=False)
+    r = {k: json.loads((tmp_path / k / "recipe.json").read_text()) for k in "sml"}
+    assert (r["s"]["train_pairs"], r["m"]["train_pairs"], r["l"]["train_pairs"]) == (10, 5, 5)
+    assert (r["m"]["patch"], r["m"]["segments"][-1]["min_hr_side"]) == (12, 88)
+    assert run_tag(r["m"]).endswith("-hr_rescale1-min_hr_side88")
+    with pytest.raises(ValueError, match=r"no usable training image .*: 5 smaller than the 98px HR patch"):
+        train(_cfg(train_dir, tmp_path / "x", min_hr_side=98), progress=False)
+
+
 # ------------------------------------------------------------------------------ the fast step
 def _pairs(train_dir, scale=2):
     from benchmark.data import LRCache
@@ -553,7 +569,7 @@ def test_train_group_rejects_a_malformed_run_spec(train_dir, tmp_path, capsys):
                "--out", str(tmp_path / "g")])
     assert rc == 2 and "'awsrn-s' is not MODEL:SCALE[:PATCH][:KEY=VALUE...]" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
-    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, train_subset, hr_rescale, ema, loss, name)"),
+    for item, message in [("awsrn-s:4:bs=3", "(keys: patch, batch, lr, train_subset, hr_rescale, min_hr_side, ema, loss, name)"),
                           ("awsrn-s:4:hr_rescale=6", "hr_rescale must be 0 to 5"),
                           ("awsrn-s:4:lr=fast", "lr='fast' is not float")]:
         rc = main(["train-group", "--runs", item, "--data", str(train_dir), "--device", "cpu",
