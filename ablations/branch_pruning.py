@@ -5,7 +5,7 @@ delta PSNR/SSIM against delta params, Multi-Adds and CPU latency.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.config import AWMS_KERNELS
+from benchmark.config import AWMS_KERNELS, AWSRNConfig
 
 NAME = "branch-pruning"
 HELP = "all 15 AWMS subsets of a checkpoint, without retraining and (--finetune-iters) fine-tuned"
@@ -42,83 +42,130 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     ``TrainConfig`` (batch, patch, seed, ...); the fine-tunes are submitted as ``benchmark.sweep`` jobs
     (``backend='ray'``: in parallel). With ``store`` the per-image rows go into the results store, keyed
     by the pruned model's name and the weights it was made from, so a rerun reads them back. ``subsets``
-    (default all 15) limits the study; the full set is always included, as the deltas' reference. Each ``d_psnr`` against the full model of the same arm comes
-    with ``ci_low``/``ci_high`` (95% paired bootstrap over the images) and ``p`` (Wilcoxon signed-rank)."""
-    from ablations.training_studies import curve_schedule
-    from benchmark.checkpoints import file_sha256, read_checkpoint
-    from benchmark.complexity import awms_subset_multi_adds, count_params
-    from benchmark.evaluate import evaluate
-    from benchmark.latency import LatencySpec, measure
-    from benchmark.registry import create_model
-    from benchmark.models import AWSRN
-    from benchmark.sweep import Job, run_training_jobs
-    from benchmark.checkpoints import load_pruned
+    (default all 15) limits the study; the full set is always included, as the deltas' reference. Each
+    ``d_psnr`` against the full model of the same arm comes with ``ci_low``/``ci_high`` (95% paired bootstrap
+    over the images) and ``p`` (Wilcoxon signed-rank).
 
+    The stages: fine-tune every subset (when ``finetune_iters``), grade every subset in each arm, then the
+    deltas against the full model, their intervals and the Pareto front."""
+    from benchmark.checkpoints import file_sha256, read_checkpoint
     cfg = read_checkpoint(checkpoint).config
-    structure = {k: getattr(cfg, k) for k in ("n_lfb", "n_awru", "n_feats", "block_feats")}
-    spec = LatencySpec(preset="custom", lr_hw=latency_lr, warmup=2, repeats=10, threads=1, deploy=True)
     subsets = [tuple(x) for x in (subsets or SUBSETS)]
     if tuple(AWMS_KERNELS) not in subsets:
         subsets.append(tuple(AWMS_KERNELS))
-
-    def tune_dir(sub) -> Path:
-        return finetune_dir(checkpoint, sub, finetune_iters, out_dir, train_kw)
-
+    pr = _PruningRun(checkpoint, variant, cfg, finetune_iters, out_dir, train_kw)
     if finetune_iters:
-        # the full set is fine-tuned too: it is the control that the fine-tuned subsets are measured against
-        # (the extra iterations alone move a short-schedule checkpoint); an interrupted arm resumes
-        device = train_kw.get("device", "cpu")
-        jobs = [Job(i, "train", {"model": variant or "awsrn-s", "scale": cfg.scale, "data": list(train_data),
-                                 "out": str(tune_dir(sub)), "iters": finetune_iters, "lr": 1e-4, "schedule": "cosine",
-                                 **curve_schedule(finetune_iters, curve_points), "init_from": str(checkpoint),
-                                 "overrides": {**structure, "awms_kernels": sub}, **train_kw},
-                    num_gpus=(gpus_per_job if gpus_per_job is not None else 1.0) if device.startswith("cuda") else 0.0)
-                for i, sub in enumerate(subsets)]
-        run_training_jobs(jobs, Path(out_dir or "runs") / "prune", backend=backend, address=address,
-                          workers=workers, data_root=data_root)
-    # one fvcore count of the full model gives every subset's Multi-Adds (the branches are independent)
-    subset_macs = awms_subset_multi_adds(AWSRN(replace(cfg, awms_kernels=tuple(AWMS_KERNELS))), cfg.scale)
-    rows, per_image = [], {}
-    for sub in subsets:
-        tag = "".join(map(str, sub))
-        model = AWSRN(replace(cfg, awms_kernels=sub))
-        load_pruned(model, checkpoint)
-        # the store's identity of a pruned model: its structure and the file its weights come from
-        model.provenance = replace(model.provenance, model=f"{variant or 'awsrn'}[awms={tag}]")
-        modes = [("none", model)]
-        if finetune_iters:
-            ft = create_model(variant or "awsrn-s", scale=cfg.scale, weights=tune_dir(sub) / "model.safetensors",
-                              awms_kernels=sub, **structure)
-            ft.provenance = replace(ft.provenance, model=f"{variant or 'awsrn'}[awms={tag},finetune-{finetune_iters}]")
-            modes.append((f"finetune-{finetune_iters}", ft))
-        cx = {"multi_adds_g": subset_macs[tuple(sub)]}
-        torch.manual_seed(0)
-        lat, _ = measure(model, cfg.scale, spec)
-        for mode, m in modes:
-            res = evaluate(m.eval(), list(datasets), [cfg.scale], data_root=data_root, store=store, progress=False,
-                           device=train_kw.get("device", "cpu"))   # graded where it was fine-tuned
-            per_image["".join(map(str, sub)), mode] = res.images
-            for _, r in res.summary.iterrows():
-                rows.append({"kernels": "".join(map(str, sub)), "n_branches": len(sub), "retrain": mode,
-                             "dataset": r.dataset, "scale": cfg.scale, "psnr": r.psnr, "ssim": r.ssim,
-                             "params": count_params(m), "multi_adds_g": cx["multi_adds_g"],
-                             "latency_ms": lat["latency_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}"})
-    df = pd.DataFrame(rows)
-    # deltas against the full model of the same arm (no retraining vs no retraining, fine-tuned vs fine-tuned)
-    full = df[df.kernels == "3579"].set_index(["dataset", "retrain"])
-    key = pd.MultiIndex.from_frame(df[["dataset", "retrain"]])
-    for col in ("psnr", "ssim", "params", "multi_adds_g", "latency_ms"):
-        df[f"d_{col}"] = df[col].to_numpy() - full[col].reindex(key).to_numpy()
-    df = add_intervals(df, per_image)
-    df["pareto"] = False
-    for (ds, mode), g in df.groupby(["dataset", "retrain"]):
-        df.loc[g.index, "pareto"] = pareto(g)
+        _finetune(pr, subsets, train_data, curve_points, backend, address, workers, gpus_per_job, data_root)
+    df, per_image = _grade(pr, subsets, datasets, data_root, store, latency_lr)
+    df = mark_pareto(add_intervals(_add_deltas(df), per_image))
     if finetune_iters:
         from ablations.training_studies import recipe_note
         df = add_separation(df, read_finetune_curves(checkpoint, subsets, finetune_iters, out_dir, train_kw))
         recipe = {k: v for k, v in train_kw.items() if k != "device"}
-        df["recipe"] = np.where(df.retrain != "none", recipe_note(train_kw.get("device", "cpu"), recipe), "")
+        df["recipe"] = np.where(df.retrain != "none", recipe_note(pr.device, recipe), "")
     return df.assign(weights_sha256=file_sha256(checkpoint))   # which version of the checkpoint file
+
+
+@dataclass(frozen=True)
+class _PruningRun:
+    """What every stage of one ``run`` shares: the checkpoint, the registry name it was trained as, its config,
+    the fine-tune budget (0: no fine-tuned arm), where the fine-tunes go and their recipe."""
+    checkpoint: str
+    variant: str | None    # None: trained and graded as awsrn-s, named awsrn[awms=...] in the store
+    cfg: AWSRNConfig
+    finetune_iters: int
+    out_dir: str | None
+    train_kw: dict
+
+    @property
+    def registry_name(self) -> str:
+        return self.variant or "awsrn-s"
+
+    @property
+    def device(self) -> str:
+        return self.train_kw.get("device", "cpu")
+
+    @property
+    def structure(self) -> dict:
+        return {k: getattr(self.cfg, k) for k in ("n_lfb", "n_awru", "n_feats", "block_feats")}
+
+    def tune_dir(self, sub) -> Path:
+        return finetune_dir(self.checkpoint, sub, self.finetune_iters, self.out_dir, self.train_kw)
+
+
+def _finetune(pr: _PruningRun, subsets, train_data, curve_points, backend, address, workers, gpus_per_job, data_root):
+    """Fine-tune each subset from the full checkpoint as ``sweep`` jobs. The full set is fine-tuned too: it is the
+    control that the fine-tuned subsets are measured against (the extra iterations alone move a short-schedule
+    checkpoint); an interrupted arm resumes."""
+    from ablations.training_studies import curve_schedule
+    from benchmark.sweep import Job, run_training_jobs
+    share = (gpus_per_job if gpus_per_job is not None else 1.0) if pr.device.startswith("cuda") else 0.0
+    jobs = [Job(i, "train", {"model": pr.registry_name, "scale": pr.cfg.scale, "data": list(train_data),
+                             "out": str(pr.tune_dir(sub)), "iters": pr.finetune_iters, "lr": 1e-4, "schedule": "cosine",
+                             **curve_schedule(pr.finetune_iters, curve_points), "init_from": str(pr.checkpoint),
+                             "overrides": {**pr.structure, "awms_kernels": sub}, **pr.train_kw}, num_gpus=share)
+            for i, sub in enumerate(subsets)]
+    run_training_jobs(jobs, Path(pr.out_dir or "runs") / "prune", backend=backend, address=address,
+                      workers=workers, data_root=data_root)
+
+
+def _grade(pr: _PruningRun, subsets, datasets, data_root, store, latency_lr) -> tuple[pd.DataFrame, dict]:
+    """One row per (subset, arm, dataset) with its cost (params, Multi-Adds, CPU latency of the pruned deploy
+    form), and the per-image rows behind each (``per_image``: (kernels, arm) -> rows) for the intervals."""
+    from benchmark.checkpoints import load_pruned
+    from benchmark.complexity import awms_subset_multi_adds, count_params
+    from benchmark.evaluate import evaluate
+    from benchmark.latency import LatencySpec, measure
+    from benchmark.models import AWSRN
+    from benchmark.registry import create_model
+    cfg, scale = pr.cfg, pr.cfg.scale
+    spec = LatencySpec(preset="custom", lr_hw=latency_lr, warmup=2, repeats=10, threads=1, deploy=True)
+    # one fvcore count of the full model gives every subset's Multi-Adds (the branches are independent)
+    subset_macs = awms_subset_multi_adds(AWSRN(replace(cfg, awms_kernels=tuple(AWMS_KERNELS))), scale)
+    rows, per_image = [], {}
+    for sub in subsets:
+        tag = "".join(map(str, sub))
+        model = AWSRN(replace(cfg, awms_kernels=sub))
+        load_pruned(model, pr.checkpoint)
+        # the store's identity of a pruned model: its structure and the file its weights come from
+        name = pr.variant or "awsrn"
+        model.provenance = replace(model.provenance, model=f"{name}[awms={tag}]")
+        modes = [("none", model)]
+        if pr.finetune_iters:
+            ft = create_model(pr.registry_name, scale=scale, weights=pr.tune_dir(sub) / "model.safetensors",
+                              awms_kernels=sub, **pr.structure)
+            ft.provenance = replace(ft.provenance, model=f"{name}[awms={tag},finetune-{pr.finetune_iters}]")
+            modes.append((f"finetune-{pr.finetune_iters}", ft))
+        torch.manual_seed(0)
+        lat, _ = measure(model, scale, spec)
+        for mode, m in modes:
+            res = evaluate(m.eval(), list(datasets), [scale], data_root=data_root, store=store, progress=False,
+                           device=pr.device)   # graded where it was fine-tuned
+            per_image[tag, mode] = res.images
+            for _, r in res.summary.iterrows():
+                rows.append({"kernels": tag, "n_branches": len(sub), "retrain": mode,
+                             "dataset": r.dataset, "scale": scale, "psnr": r.psnr, "ssim": r.ssim,
+                             "params": count_params(m), "multi_adds_g": subset_macs[tuple(sub)],
+                             "latency_ms": lat["latency_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}"})
+    return pd.DataFrame(rows), per_image
+
+
+def _add_deltas(df: pd.DataFrame) -> pd.DataFrame:
+    """``d_<col>`` against the full model of the same arm (no retraining vs no retraining, fine-tuned vs
+    fine-tuned)."""
+    full = df[df.kernels == "3579"].set_index(["dataset", "retrain"])
+    key = pd.MultiIndex.from_frame(df[["dataset", "retrain"]])
+    for col in ("psnr", "ssim", "params", "multi_adds_g", "latency_ms"):
+        df[f"d_{col}"] = df[col].to_numpy() - full[col].reindex(key).to_numpy()
+    return df
+
+
+def mark_pareto(df: pd.DataFrame) -> pd.DataFrame:
+    """``pareto``: the rows on the Multi-Adds / PSNR front within each (dataset, arm)."""
+    df["pareto"] = False
+    for _, g in df.groupby(["dataset", "retrain"]):
+        df.loc[g.index, "pareto"] = pareto(g)
+    return df
 
 
 def split_current(table: pd.DataFrame, checkpoints: dict) -> tuple[pd.DataFrame, list[str]]:
