@@ -37,8 +37,10 @@ def _out_dir(path: str | Path, flag: str = "--out") -> Path:
 
 
 def cmd_list(args) -> int:
-    from .registry import get_variant, list_variants
-    rows = [{"model": n, "description": get_variant(n).description} for n in list_variants(args.pattern)]
+    from .registry import get_variant, list_variants, pretrained_scales
+    # pretrained: the scales with a trained checkpoint (create_model(..., pretrained=True), evaluate --pretrained)
+    rows = [{"model": n, "pretrained": ",".join(map(str, pretrained_scales(n))),
+             "description": get_variant(n).description} for n in list_variants(args.pattern)]
     if not rows:
         print(f"no variant matches {args.pattern!r}", file=sys.stderr)
         return 1
@@ -75,10 +77,16 @@ def cmd_evaluate(args) -> int:
     if not args.no_store or args.save_images:
         _out_dir(args.out)
     store = None if args.no_store else Path(args.out) / "store"
+    if args.pretrained:
+        from .registry import pretrained_weights
+        if args.model is None:
+            raise ValueError("--pretrained needs --model (the registry name whose trained checkpoints to grade)")
+        for scale in args.scales:      # every scale's file checked before any grading starts
+            pretrained_weights(args.model, scale)
     res = evaluate(args.model, args.datasets, args.scales, args.protocol, weights=args.weights,
                    self_ensemble=args.self_ensemble, data_root=args.data_root, store=store, device=args.device,
                    tile=args.tile, save_dir=Path(args.out) / "sr" if args.save_images else None,
-                   deploy=args.deploy, progress=not args.quiet, graph=args.graph)
+                   deploy=args.deploy, progress=not args.quiet, graph=args.graph, pretrained=args.pretrained)
     cols = ["model", "scale", "dataset", "protocol", "psnr", "ssim", "n_images", "self_ensemble", "deploy",
             "forward_s"]
     summary = res.summary[cols] if not res.summary.empty else res.summary
@@ -329,7 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="PSNR/SSIM on the test sets under a protocol")
     s.add_argument("--model", default=None, help="registry name (e.g. awsrn-s, bicubic); omit to use --weights alone")
     s.add_argument("--scales", type=_scales, default=(2,), help="comma-separated scales, e.g. 2,3,4")
-    s.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
+    w = s.add_mutually_exclusive_group()
+    w.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
+    w.add_argument("--pretrained", action="store_true",
+                   help="this project's trained checkpoint of --model at each scale (checkpoints/<model>-x<scale>; "
+                        "$AWSRN_CHECKPOINTS sets the folder)")
     s.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list)
     s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])
     s.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (the paper's '+')")

@@ -42,9 +42,12 @@ class EvalResult:
 RANDOM_INIT_SEED = 0
 
 
-def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str, str]:
-    """(module, model name, weights id) for one scale."""
+def _model_for(model, scale: int, weights, deploy: bool, pretrained: bool = False) -> tuple[nn.Module, str, str]:
+    """(module, model name, weights id) for one scale; ``pretrained``: the registry name's trained checkpoint
+    at this scale (``registry.pretrained_weights``)."""
     from .registry import create_model, get_variant
+    if pretrained and not isinstance(model, str):
+        raise ValueError("pretrained needs a registry name as the model (e.g. awsrn-s)")
     if isinstance(model, nn.Module):
         prov = getattr(model, "provenance", None)
         name = prov.model if prov is not None else type(model).__name__.lower()
@@ -59,7 +62,7 @@ def _model_for(model, scale: int, weights, deploy: bool) -> tuple[nn.Module, str
             name = get_variant(model).name
             with torch.random.fork_rng():      # a model without weights is seeded, so its rows have an identity
                 torch.manual_seed(RANDOM_INIT_SEED)
-                m = create_model(model, scale=scale, weights=weights)
+                m = create_model(model, scale=scale, weights=weights, pretrained=pretrained)
         wid = m.provenance.sha256 or ("none" if name == "bicubic" else f"random-init-seed{RANDOM_INIT_SEED}")
     if getattr(m, "scale", scale) != scale:
         raise ValueError(f"model {name} is x{m.scale} but x{scale} was asked for")
@@ -204,7 +207,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
              weights: str | Path | None = None, self_ensemble: bool = False, data_root=None,
              store: str | Path | ResultStore | None = None, device: str = "cpu", tile: int | None = None,
              save_dir: str | Path | None = None, deploy: bool = False, cache_dir=None,
-             progress: bool = True, graph: bool = False) -> EvalResult:
+             progress: bool = True, graph: bool = False, pretrained: bool = False) -> EvalResult:
     """Evaluate a registry name (``'awsrn-s'``, ``'bicubic'``), a module, or a checkpoint (model=None).
 
     Returns per-image rows and per-dataset means. With ``store``, rows already stored for the same
@@ -213,6 +216,8 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     ``evaluate_set`` (``stored_rows`` -> ``graded_images`` -> a store write per image), then ``summarize``.
     ``graph`` (CUDA) replays each forward from a CUDA graph captured per input shape (``inference.CUDAGraphs``):
     the same output, fewer launches where shapes repeat (tiles); rows are keyed as without it.
+    ``pretrained`` grades the checkpoint this project trained for the registry name at each scale
+    (``checkpoints/<model>-x<scale>``), keyed by that file's sha256 as with ``weights``.
     """
     t_start = time.perf_counter()
     if graph and not str(device).startswith("cuda"):
@@ -230,7 +235,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     skipped: list[tuple[str, str]] = []
     frames, reused = [], 0
     for scale in scales:
-        net, name, wid = _model_for(model, scale, weights, deploy)
+        net, name, wid = _model_for(model, scale, weights, deploy, pretrained)
         run_store = store
         if store is not None and wid == "random-init":
             # a module handed in without a weights file has no identity to key its rows by

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,39 @@ def get_variant(name: str) -> Variant:
     return REGISTRY.get(name)
 
 
-def create_model(name: str, scale: int = 2, weights: str | Path | None = None, **overrides) -> nn.Module:
-    """Build a registered model at ``scale``; ``weights`` loads any readable checkpoint strictly.
+CHECKPOINTS_ENV = "AWSRN_CHECKPOINTS"
+
+
+def checkpoints_dir() -> Path:
+    """Where this project's trained checkpoints are: ``$AWSRN_CHECKPOINTS``, else ``checkpoints/`` of the
+    repository the package is installed from (the Makefile's editable install)."""
+    env = os.environ.get(CHECKPOINTS_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def pretrained_weights(name: str, scale: int) -> Path:
+    """``<checkpoints_dir>/<name>-x<scale>/model.safetensors``: the checkpoint this project trained for the
+    variant (an alias resolves to its name), with its ``recipe.json`` and ``train_log.csv`` beside it."""
+    variant = REGISTRY.get(name)
+    path = checkpoints_dir() / f"{variant.name}-x{scale}" / "model.safetensors"
+    if not path.is_file():
+        have = sorted(p.parent.name for p in checkpoints_dir().glob("*/model.safetensors"))
+        raise FileNotFoundError(f"no trained checkpoint of {variant.name} x{scale}: expected {path} "
+                                f"(${CHECKPOINTS_ENV} sets the folder); there are: {', '.join(have) or 'none'}")
+    return path
+
+
+def pretrained_scales(name: str) -> tuple[int, ...]:
+    """The scales at which ``create_model(name, scale, pretrained=True)`` finds a trained checkpoint."""
+    variant = REGISTRY.get(name)
+    root = checkpoints_dir()
+    return tuple(s for s in variant.scales if (root / f"{variant.name}-x{s}" / "model.safetensors").is_file())
+
+
+def create_model(name: str, scale: int = 2, weights: str | Path | None = None, pretrained: bool = False,
+                 **overrides) -> nn.Module:
+    """Build a registered model at ``scale``; ``weights`` loads any readable checkpoint strictly, ``pretrained``
+    the checkpoint this project trained for it (``pretrained_weights``; as timm's ``pretrained=True``).
 
     ``overrides`` replace fields of the variant's :class:`AWSRNConfig` (None values are ignored, so
     CLI defaults never override a variant's own settings).
@@ -153,6 +185,12 @@ def create_model(name: str, scale: int = 2, weights: str | Path | None = None, *
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     variant = REGISTRY.get(name)
+    if pretrained:
+        if weights is not None:
+            raise ValueError(f"{name}: give weights ({weights}) or pretrained, not both")
+        if variant.is_baseline:
+            raise ValueError(f"{name!r} takes no weights, so it has no pretrained checkpoint")
+        weights = pretrained_weights(name, scale)
     if variant.is_baseline:
         if weights is not None:
             raise ValueError(f"{name!r} takes no weights (got {weights})")

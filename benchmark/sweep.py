@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-EVAL_KEYS = {"model", "scales", "scale", "weights", "datasets", "protocol", "self_ensemble", "deploy", "graph", "device", "tile",
-             "data_root", "threads"}
+EVAL_KEYS = {"model", "scales", "scale", "weights", "pretrained", "datasets", "protocol", "self_ensemble", "deploy",
+             "graph", "device", "tile", "data_root", "threads"}
 RESOURCE_KEYS = {"num_gpus", "num_cpus"}       # Ray resources of the job's task; ignored by the local backend
 TRAIN_ONLY = {"datasets"}                      # graded after training when given
 # the columns of `evaluate --format csv`, one row per (model, scale, dataset)
@@ -54,14 +54,24 @@ class Job:
         keys = ", ".join(f"{k}={v}" for k, v in self.params.items() if k in ("model", "scale", "weights", "datasets"))
         return f"job {self.index} ({self.kind}: {keys})"
 
+    def scales(self) -> list[int]:
+        """An evaluate job's scales: ``scales`` as evaluate's flag, or one ``scale`` (default 2)."""
+        scale = self.params.get("scales", self.params.get("scale", 2))
+        return [int(x) for x in scale] if isinstance(scale, list) else [int(scale)]
+
     def job_id(self) -> str:
-        """Content key: the job's parameters and, for a weights or init file, its sha256."""
+        """Content key: the job's parameters and, for a weights or init file, its sha256 (for ``pretrained``,
+        each scale's checkpoint file: a retrained checkpoint makes the job new)."""
         from .checkpoints import file_sha256
         ident = {"kind": self.kind, **self.params}
         for key in ("weights", "init_from"):
             path = self.params.get(key)
             if path and Path(path).is_file():
                 ident[f"{key}_sha256"] = file_sha256(path)
+        if self.params.get("pretrained"):
+            from .registry import pretrained_weights
+            ident["pretrained_sha256"] = [file_sha256(pretrained_weights(self.params["model"], s))
+                                          for s in self.scales()]
         text = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -121,9 +131,9 @@ def _evaluate(params: dict, out: Path, data_root) -> pd.DataFrame:
     from .evaluate import evaluate
     if params.get("threads"):
         torch.set_num_threads(int(params["threads"]))
-    scale = params.get("scales", params.get("scale", 2))     # `scales` as evaluate's flag; `scale`: one scale
-    res = evaluate(params.get("model"), params.get("datasets", ["Set5"]), scale if isinstance(scale, list) else [scale],
+    res = evaluate(params.get("model"), params.get("datasets", ["Set5"]), Job(0, "evaluate", params).scales(),
                    params.get("protocol", "matlab"), weights=params.get("weights"),
+                   pretrained=bool(params.get("pretrained", False)),
                    self_ensemble=bool(params.get("self_ensemble", False)), data_root=params.get("data_root", data_root),
                    store=out / "store", device=params.get("device", "cpu"), tile=params.get("tile"),
                    deploy=bool(params.get("deploy", False)), graph=bool(params.get("graph", False)), progress=False)

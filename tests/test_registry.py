@@ -1,6 +1,13 @@
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
 import pytest
+import torch
 
 from benchmark import create_model, get_variant, list_variants
+from benchmark.evaluate import evaluate
 from benchmark.registry import Registry, Variant
 from benchmark.models import Bicubic
 
@@ -53,3 +60,62 @@ def test_paper_numbers_attached():
     assert get_variant("awsrn-s").paper(8) is None
     sd3 = get_variant("awsrn-sd").paper(3)
     assert sd3["set14_psnr"] == 32.21 and "typo" in sd3["note"]
+
+
+def test_pretrained_loads_the_checkpoint_this_project_trained_and_names_what_there_is(tmp_path, monkeypatch):
+    from benchmark.checkpoints import file_sha256
+    from benchmark.registry import CHECKPOINTS_ENV, pretrained_scales, pretrained_weights
+    trained = Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x2" / "model.safetensors"
+    m = create_model("awsrn-sd", scale=2, pretrained=True)
+    assert m.provenance.sha256 == file_sha256(trained) and m.provenance.model == "awsrn-sd"
+    ref = create_model("awsrn-sd", scale=2, weights=trained)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), ref.state_dict().values()))
+    assert pretrained_weights("awsrn", 8) == trained.parents[1] / "awsrn-l-x8" / "model.safetensors"   # alias
+    assert pretrained_scales("awsrn-s") == (2, 3, 4) and pretrained_scales("awsrn-s-bam") == ()
+    with pytest.raises(FileNotFoundError, match=r"no trained checkpoint of awsrn-s-bam x4: expected .*awsrn-s-bam-x4"
+                                                r"/model.safetensors .*there are: awsrn-l-x2, .*awsrn-sd-x4$"):
+        create_model("awsrn-s-bam", scale=4, pretrained=True)
+    with pytest.raises(ValueError, match="give weights .* or pretrained, not both"):
+        create_model("awsrn-sd", scale=2, weights=trained, pretrained=True)
+    with pytest.raises(ValueError, match="'bicubic' takes no weights"):
+        create_model("bicubic", scale=2, pretrained=True)
+    # $AWSRN_CHECKPOINTS points elsewhere: a folder of the same layout
+    (tmp_path / "awsrn-sd-x3").mkdir()
+    shutil.copy(trained, tmp_path / "awsrn-sd-x3" / "model.safetensors")
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path))
+    assert pretrained_scales("awsrn-sd") == (3,)
+    with pytest.raises(FileNotFoundError, match=r"there are: awsrn-sd-x3$"):
+        pretrained_weights("awsrn-sd", 2)
+
+
+def test_evaluate_pretrained_grades_each_scales_own_checkpoint(tmp_path, capsys):
+    """The rows of `evaluate --pretrained` are keyed by each scale's checkpoint file: grading that file by
+    --weights afterwards reads every row back from the store instead of grading again."""
+    from benchmark.checkpoints import file_sha256
+    from benchmark.cli import main
+    ck = Path(__file__).resolve().parents[1] / "checkpoints"
+    assert main(["evaluate", "--model", "awsrn-sd", "--scales", "2,3", "--pretrained", "--datasets", "skimage",
+                 "--out", str(tmp_path), "--format", "csv", "--quiet"]) == 0
+    got = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    for scale in (2, 3):
+        weights = ck / f"awsrn-sd-x{scale}" / "model.safetensors"
+        again = evaluate("awsrn-sd", ["skimage"], [scale], weights=weights, store=tmp_path / "store", progress=False)
+        assert again.reused == 5 and set(again.images.weights_sha256) == {file_sha256(weights)}
+        assert got[got.scale == scale].psnr.item() == pytest.approx(again.summary.psnr.item(), abs=1e-4)
+    # the missing scale is named before anything is graded; --weights and --pretrained exclude each other
+    assert main(["evaluate", "--model", "awsrn-sd", "--scales", "2,8", "--pretrained", "--datasets", "skimage",
+                 "--no-store", "--quiet"]) == 2
+    assert "error: no trained checkpoint of awsrn-sd x8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", "awsrn-sd", "--pretrained", "--weights", "x.safetensors"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["evaluate", "--pretrained", "--datasets", "skimage", "--no-store"]) == 2
+    assert "--pretrained needs --model" in capsys.readouterr().err
+
+
+def test_list_shows_the_scales_with_a_trained_checkpoint(capsys):
+    from benchmark.cli import main
+    assert main(["list", "awsrn-s*", "--format", "csv"]) == 0
+    rows = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str).fillna("").set_index("model")
+    assert rows.loc["awsrn-s", "pretrained"] == "2,3,4" and rows.loc["awsrn-s-bam", "pretrained"] == ""
+    assert list(rows.columns) == ["pretrained", "description"]

@@ -191,3 +191,36 @@ def test_group_backend_reports_a_bad_train_job_and_still_trains_the_others(tmp_p
     assert "job 1 (train: scale=2, model=awsrn-s) failed: " in err and "empty" in err
     assert "3 jobs: 1 ran, 0 reused from the ledger, 2 failed" in err
     assert (tmp_path / "good" / "model.safetensors").is_file()
+
+
+def test_a_pretrained_job_is_keyed_by_each_scales_checkpoint_file(tmp_path, monkeypatch):
+    """A sweep's ledger must not reuse rows of a checkpoint that has since been retrained; a job whose
+    pretrained checkpoint does not exist fails with that cause."""
+    from benchmark.registry import CHECKPOINTS_ENV
+    from benchmark.sweep import Job, run_job
+    spec = _spec(tmp_path, [{"kind": "evaluate", "model": "awsrn-sd", "scales": [2, 3], "pretrained": True,
+                             "datasets": ["skimage"]}])
+    job = load_spec(spec)[0]
+    assert job.scales() == [2, 3]
+    for scale in (2, 3):
+        (tmp_path / "ck" / f"awsrn-sd-x{scale}").mkdir(parents=True)
+        shutil.copy(CK.parents[1] / f"awsrn-sd-x{scale}" / "model.safetensors",
+                    tmp_path / "ck" / f"awsrn-sd-x{scale}" / "model.safetensors")
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "ck"))
+    before = job.job_id()
+    assert job.job_id() == before
+    with open(tmp_path / "ck" / "awsrn-sd-x3" / "model.safetensors", "ab") as f:   # "retrained": other bytes
+        f.write(b" ")
+    assert job.job_id() != before
+    gone = run_job(Job(0, "evaluate", {"model": "awsrn-s-bam", "scale": 2, "pretrained": True,
+                                       "datasets": ["skimage"]}), tmp_path / "o")
+    assert gone["status"] == "failed" and "no trained checkpoint of awsrn-s-bam x2" in gone["error"]
+
+
+def test_the_readme_sweep_example_is_a_valid_spec(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "spec.yaml").write_text(block)
+    jobs = load_spec(tmp_path / "spec.yaml")
+    assert [j.kind for j in jobs] == ["evaluate", "evaluate", "evaluate", "train"]
+    assert jobs[2].params["pretrained"] is True and jobs[2].scales() == [2, 3, 4] and jobs[1].num_gpus == 0.25
