@@ -359,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("compare", help="B minus A on the same images: paired 95%% intervals and p-values")
-    s.add_argument("a", help="NAME or NAME=WEIGHTS, e.g. bicubic or awsrn-s=checkpoints/awsrn-s-x4/model.safetensors")
-    s.add_argument("b", help="NAME or NAME=WEIGHTS")
+    s.add_argument("a", help="NAME, NAME=WEIGHTS or NAME=pretrained (this project's checkpoint at --scale), e.g. "
+                             "bicubic or awsrn-s=checkpoints/awsrn-s-x4/model.safetensors")
+    s.add_argument("b", help="NAME, NAME=WEIGHTS or NAME=pretrained")
     s.add_argument("--scale", type=_scale, required=True)
     s.add_argument("--datasets", default="Set5", type=_name_list)
     s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])

@@ -1,7 +1,8 @@
 """``awsrn-bench compare A B``: two models on the same images, B minus A with paired intervals.
 
 A model is ``NAME`` (a registry variant: ``bicubic``, ``awsrn-s`` with random weights, ...) or
-``NAME=WEIGHTS`` (``awsrn-s=checkpoints/awsrn-s-x4/model.safetensors``). Both are evaluated through the
+``NAME=WEIGHTS`` (``awsrn-s=checkpoints/awsrn-s-x4/model.safetensors``), or ``NAME=pretrained``: the checkpoint this
+project trained for NAME at the compared scale (``registry.pretrained_weights``). Both are evaluated through the
 results store, so a model already graded on these images is read back, not run again.
 """
 from __future__ import annotations
@@ -15,17 +16,27 @@ from .evaluate import evaluate
 from .stats import N_RESAMPLES, SEED, paired_table
 
 
+PRETRAINED = "pretrained"      # NAME=pretrained: checkpoints/<NAME>-x<scale>/model.safetensors
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     weights: str | None = None
 
+    def weights_at(self, scale: int) -> str | Path | None:
+        """The weights file to grade at ``scale`` (``pretrained`` resolved to that scale's checkpoint)."""
+        if self.weights == PRETRAINED:
+            from .registry import pretrained_weights
+            return pretrained_weights(self.name, scale)
+        return self.weights
+
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":
         name, sep, weights = text.partition("=")
         if not name or (sep and not weights):
-            raise ValueError(f"model {text!r}: expected NAME or NAME=WEIGHTS")
-        if weights and not Path(weights).is_file():
+            raise ValueError(f"model {text!r}: expected NAME, NAME=WEIGHTS or NAME=pretrained")
+        if weights and weights != PRETRAINED and not Path(weights).is_file():
             raise ValueError(f"model {text!r}: weights file {weights} does not exist")
         from .registry import get_variant
         get_variant(name)     # an unknown name fails here with the registry's message
@@ -42,9 +53,10 @@ def compare(a: str | ModelSpec, b: str | ModelSpec, scale: int, datasets=("Set5"
     """Per-dataset and pooled B - A differences of PSNR and SSIM (``benchmark.stats.paired_table``), with
     the models' labels, the protocol and scale, the resample count and the seed as columns."""
     a, b = (m if isinstance(m, ModelSpec) else ModelSpec.parse(m) for m in (a, b))
+    weights = [m.weights_at(scale) for m in (a, b)]      # a missing pretrained checkpoint fails before any grading
     per = []
-    for m in (a, b):
-        res = evaluate(m.name, list(datasets), [scale], protocol, weights=m.weights, data_root=data_root,
+    for m, w in zip((a, b), weights):
+        res = evaluate(m.name, list(datasets), [scale], protocol, weights=w, data_root=data_root,
                        store=store, device=device, progress=progress)
         if res.images.empty:
             raise ValueError(f"{m.label}: no image of {', '.join(datasets)} could be graded")

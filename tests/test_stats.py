@@ -98,7 +98,21 @@ def test_compare_cli_csv_columns_and_refusals(tmp_path, capsys):
     assert main(["compare", "bicubic", "awsrn-s=missing.safetensors", "--scale", "4"]) == 2
     assert "weights file missing.safetensors does not exist" in capsys.readouterr().err
     assert main(["compare", "bicubic", "awsrn-s=", "--scale", "4"]) == 2
-    assert "expected NAME or NAME=WEIGHTS" in capsys.readouterr().err
+    assert "expected NAME, NAME=WEIGHTS or NAME=pretrained" in capsys.readouterr().err
+    assert main(["compare", "bicubic", "awsrn-s-bam=pretrained", "--scale", "4"]) == 2
+    assert "error: no trained checkpoint of awsrn-s-bam x4" in capsys.readouterr().err
+
+
+def test_compare_pretrained_is_the_checkpoint_of_the_compared_scale(tmp_path, capsys):
+    """NAME=pretrained and NAME=checkpoints/<NAME>-x<scale>/model.safetensors are the same model: the same rows
+    (read back from the store), a zero difference."""
+    from benchmark.cli import main
+    ck = __import__("pathlib").Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x3" / "model.safetensors"
+    assert main(["compare", "awsrn-sd=pretrained", f"awsrn-sd={ck}", "--scale", "3", "--datasets", "skimage",
+                 "--out", str(tmp_path), "--resamples", "200", "--format", "csv", "--quiet"]) == 0
+    df = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert (df.mean_diff == 0).all() and (df.n_images == 5).all()
+    assert len(list((tmp_path / "store/eval").glob("*.csv"))) == 1     # one model, graded once
 
 
 def test_verdict_reads_paired_tables_and_ablation_rows():
