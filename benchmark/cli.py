@@ -105,6 +105,30 @@ def cmd_evaluate(args) -> int:
     return 0 if not res.images.empty else 1
 
 
+def cmd_upscale(args) -> int:
+    from .evaluate import model_for
+    from .upscale import upscale
+    if args.model is None and (args.pretrained or args.weights is None):
+        raise ValueError("upscale needs --model NAME with --pretrained, or --weights FILE (with or without --model)")
+    if args.model is not None and not args.pretrained and args.weights is None:
+        raise ValueError(f"upscale needs weights for {args.model}: --pretrained (this project's checkpoint) or "
+                         "--weights FILE; a model with random weights upscales nothing worth keeping")
+    net, name, _ = model_for(args.model, args.scale, args.weights, args.deploy, args.pretrained)
+    out = _out_dir(args.out)
+
+    def report(path, what):
+        if isinstance(what, Exception):
+            print(f"skipped: {what}", file=sys.stderr)
+        elif not args.quiet:
+            print(f"{path} -> {what}", file=sys.stderr)
+
+    res = upscale(net, args.scale, args.inputs, out, device=args.device, self_ensemble=args.self_ensemble,
+                  tile=args.tile, progress=report)
+    print(f"{name} x{args.scale}: {len(res.written)} image(s) written to {out}"
+          + (f", {len(res.failed)} skipped" if res.failed else ""), file=sys.stderr)
+    return 0 if not res.failed else 1
+
+
 def cmd_compare(args) -> int:
     from .compare import compare
     _out_dir(args.out)
@@ -357,6 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", **fmt)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("upscale", help="super-resolve your own images (files or folders) with a trained model")
+    s.add_argument("inputs", nargs="+", help="image files or folders of images")
+    s.add_argument("--model", default=None, help="registry name (e.g. awsrn-s); omit to use --weights alone")
+    s.add_argument("--scale", type=int, required=True, choices=[2, 3, 4, 8])
+    w = s.add_mutually_exclusive_group()
+    w.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
+    w.add_argument("--pretrained", action="store_true",
+                   help="this project's trained checkpoint of --model at --scale (checkpoints/<model>-x<scale>)")
+    s.add_argument("--out", default="sr", help="folder for <stem>_x<scale>.png (default sr)")
+    s.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (the paper's '+')")
+    s.add_argument("--deploy", action="store_true", help="run the reparameterized deploy form")
+    s.add_argument("--device", default="cpu", type=_device)
+    s.add_argument("--tile", type=_int_at_least(16), default=None, help="LR tile size (default: tile only large images)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_upscale)
 
     s = sub.add_parser("compare", help="B minus A on the same images: paired 95%% intervals and p-values")
     s.add_argument("a", help="NAME, NAME=WEIGHTS or NAME=pretrained (this project's checkpoint at --scale), e.g. "

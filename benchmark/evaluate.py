@@ -42,7 +42,7 @@ class EvalResult:
 RANDOM_INIT_SEED = 0
 
 
-def _model_for(model, scale: int, weights, deploy: bool, pretrained: bool = False) -> tuple[nn.Module, str, str]:
+def model_for(model, scale: int, weights, deploy: bool, pretrained: bool = False) -> tuple[nn.Module, str, str]:
     """(module, model name, weights id) for one scale; ``pretrained``: the registry name's trained checkpoint
     at this scale (``registry.pretrained_weights``)."""
     from .registry import create_model, get_variant
@@ -212,7 +212,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
 
     Returns per-image rows and per-dataset means. With ``store``, rows already stored for the same
     model, weights, scale, dataset, protocol and options are reused, and each new image is saved as
-    soon as it is graded. Stages: build the model per scale (``_model_for``), then per test set
+    soon as it is graded. Stages: build the model per scale (``model_for``), then per test set
     ``evaluate_set`` (``stored_rows`` -> ``graded_images`` -> a store write per image), then ``summarize``.
     ``graph`` (CUDA) replays each forward from a CUDA graph captured per input shape (``inference.CUDAGraphs``):
     the same output, fewer launches where shapes repeat (tiles); rows are keyed as without it.
@@ -235,7 +235,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     skipped: list[tuple[str, str]] = []
     frames, reused = [], 0
     for scale in scales:
-        net, name, wid = _model_for(model, scale, weights, deploy, pretrained)
+        net, name, wid = model_for(model, scale, weights, deploy, pretrained)
         run_store = store
         if store is not None and wid == "random-init":
             # a module handed in without a weights file has no identity to key its rows by
