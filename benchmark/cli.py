@@ -82,7 +82,7 @@ def cmd_evaluate(args) -> int:
         if args.model is None:
             raise ValueError("--pretrained needs --model (the registry name whose trained checkpoints to grade)")
         for scale in args.scales:      # every scale's file checked before any grading starts
-            pretrained_weights(args.model, scale)
+            pretrained_weights(args.model, scale, args.data_root)
     res = evaluate(args.model, args.datasets, args.scales, args.protocol, weights=args.weights,
                    self_ensemble=args.self_ensemble, data_root=args.data_root, store=store, device=args.device,
                    tile=args.tile, save_dir=Path(args.out) / "sr" if args.save_images else None,

@@ -2,7 +2,8 @@
 
 A model is ``NAME`` (a registry variant: ``bicubic``, ``awsrn-s`` with random weights, ...) or
 ``NAME=WEIGHTS`` (``awsrn-s=checkpoints/awsrn-s-x4/model.safetensors``), or ``NAME=pretrained``: the checkpoint this
-project trained for NAME at the compared scale (``registry.pretrained_weights``). Both are evaluated through the
+project trained for NAME at the compared scale, or a peer's official weights
+(``registry.pretrained_weights``). Both are evaluated through the
 results store, so a model already graded on these images is read back, not run again.
 """
 from __future__ import annotations
@@ -24,11 +25,12 @@ class ModelSpec:
     name: str
     weights: str | None = None
 
-    def weights_at(self, scale: int) -> str | Path | None:
-        """The weights file to grade at ``scale`` (``pretrained`` resolved to that scale's checkpoint)."""
+    def weights_at(self, scale: int, data_root=None) -> str | Path | None:
+        """The weights file to grade at ``scale`` (``pretrained`` resolved to that scale's checkpoint, or a peer's
+        official weights beside ``data_root``)."""
         if self.weights == PRETRAINED:
             from .registry import pretrained_weights
-            return pretrained_weights(self.name, scale)
+            return pretrained_weights(self.name, scale, data_root)
         return self.weights
 
     @classmethod
@@ -53,7 +55,8 @@ def compare(a: str | ModelSpec, b: str | ModelSpec, scale: int, datasets=("Set5"
     """Per-dataset and pooled B - A differences of PSNR and SSIM (``benchmark.stats.paired_table``), with
     the models' labels, the protocol and scale, the resample count and the seed as columns."""
     a, b = (m if isinstance(m, ModelSpec) else ModelSpec.parse(m) for m in (a, b))
-    weights = [m.weights_at(scale) for m in (a, b)]      # a missing pretrained checkpoint fails before any grading
+    # a missing pretrained checkpoint fails before any grading
+    weights = [m.weights_at(scale, data_root) for m in (a, b)]
     per = []
     for m, w in zip((a, b), weights):
         res = evaluate(m.name, list(datasets), [scale], protocol, weights=w, data_root=data_root,

@@ -42,12 +42,17 @@ class EvalResult:
 RANDOM_INIT_SEED = 0
 
 
-def model_for(model, scale: int, weights, deploy: bool, pretrained: bool = False) -> tuple[nn.Module, str, str]:
-    """(module, model name, weights id) for one scale; ``pretrained``: the registry name's trained checkpoint
-    at this scale (``registry.pretrained_weights``)."""
-    from .registry import create_model, get_variant
-    if pretrained and not isinstance(model, str):
-        raise ValueError("pretrained needs a registry name as the model (e.g. awsrn-s)")
+def model_for(model, scale: int, weights, deploy: bool, pretrained: bool = False,
+              data_root=None) -> tuple[nn.Module, str, str]:
+    """(module, model name, weights id) for one scale; ``pretrained``: the registry name's trained weights at
+    this scale (``registry.pretrained_weights``: a peer's official weights beside ``data_root``)."""
+    from .registry import create_model, get_variant, pretrained_weights
+    if pretrained:
+        if not isinstance(model, str):
+            raise ValueError("pretrained needs a registry name as the model (e.g. awsrn-s)")
+        if weights is not None:
+            raise ValueError(f"{model}: give weights ({weights}) or pretrained, not both")
+        weights = pretrained_weights(model, scale, data_root)
     if isinstance(model, nn.Module):
         prov = getattr(model, "provenance", None)
         name = prov.model if prov is not None else type(model).__name__.lower()
@@ -62,7 +67,7 @@ def model_for(model, scale: int, weights, deploy: bool, pretrained: bool = False
             name = get_variant(model).name
             with torch.random.fork_rng():      # a model without weights is seeded, so its rows have an identity
                 torch.manual_seed(RANDOM_INIT_SEED)
-                m = create_model(model, scale=scale, weights=weights, pretrained=pretrained)
+                m = create_model(model, scale=scale, weights=weights)
         wid = m.provenance.sha256 or ("none" if name == "bicubic" else f"random-init-seed{RANDOM_INIT_SEED}")
     if getattr(m, "scale", scale) != scale:
         raise ValueError(f"model {name} is x{m.scale} but x{scale} was asked for")
@@ -235,7 +240,7 @@ def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, pro
     skipped: list[tuple[str, str]] = []
     frames, reused = [], 0
     for scale in scales:
-        net, name, wid = model_for(model, scale, weights, deploy, pretrained)
+        net, name, wid = model_for(model, scale, weights, deploy, pretrained, data_root)
         run_store = store
         if store is not None and wid == "random-init":
             # a module handed in without a weights file has no identity to key its rows by

@@ -144,6 +144,10 @@ def get_variant(name: str) -> Variant:
 
 
 CHECKPOINTS_ENV = "AWSRN_CHECKPOINTS"
+PEERS_ENV = "AWSRN_PEERS"
+# The peers' official weights under the peers root (README of ../shared/peers); read there, never copied.
+PEER_WEIGHTS = {("imdn", 2): "imdn/IMDN_x2.pth", ("imdn", 3): "imdn/IMDN_x3.pth", ("imdn", 4): "imdn/IMDN_x4.pth",
+                ("carn-m", 2): "carn/carn_m.pth", ("carn-m", 3): "carn/carn_m.pth", ("carn-m", 4): "carn/carn_m.pth"}
 
 
 def checkpoints_dir() -> Path:
@@ -153,10 +157,38 @@ def checkpoints_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
 
 
-def pretrained_weights(name: str, scale: int) -> Path:
-    """``<checkpoints_dir>/<name>-x<scale>/model.safetensors``: the checkpoint this project trained for the
-    variant (an alias resolves to its name), with its ``recipe.json`` and ``train_log.csv`` beside it."""
+def peers_root(data_root: str | Path | None = None) -> Path | None:
+    """``$AWSRN_PEERS``, else ``peers/`` beside the data root (``data_root``, else ``$AWSRN_DATA``): ../shared/peers
+    beside ../shared/data."""
+    env = os.environ.get(PEERS_ENV)
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    root = data_root if data_root is not None else os.environ.get("AWSRN_DATA")
+    if root and (Path(root).parent / "peers").is_dir():
+        return Path(root).parent / "peers"
+    return None
+
+
+def _peer_weights(variant: Variant, scale: int, data_root=None) -> Path:
+    rel = PEER_WEIGHTS.get((variant.name, scale))
+    if rel is None:
+        raise FileNotFoundError(f"{variant.name} has no official weights at x{scale}; it has them at x"
+                                + "/x".join(str(s) for (n, s) in PEER_WEIGHTS if n == variant.name))
+    root = peers_root(data_root)
+    if root is None or not (root / rel).is_file():
+        where = root / rel if root is not None else f"<peers root>/{rel}"
+        raise FileNotFoundError(f"no official weights of {variant.name} x{scale}: expected {where} (${PEERS_ENV}, "
+                                "else peers/ beside the data root $AWSRN_DATA)")
+    return root / rel
+
+
+def pretrained_weights(name: str, scale: int, data_root: str | Path | None = None) -> Path:
+    """The trained weights of a variant (an alias resolves to its name): for an AWSRN variant the checkpoint this
+    project trained, ``<checkpoints_dir>/<name>-x<scale>/model.safetensors`` with its ``recipe.json`` and
+    ``train_log.csv`` beside it; for a peer its official weights under ``peers_root(data_root)``."""
     variant = REGISTRY.get(name)
+    if variant.peer:
+        return _peer_weights(variant, scale, data_root)
     path = checkpoints_dir() / f"{variant.name}-x{scale}" / "model.safetensors"
     if not path.is_file():
         have = sorted(p.parent.name for p in checkpoints_dir().glob("*/model.safetensors"))
@@ -166,8 +198,12 @@ def pretrained_weights(name: str, scale: int) -> Path:
 
 
 def pretrained_scales(name: str) -> tuple[int, ...]:
-    """The scales at which ``create_model(name, scale, pretrained=True)`` finds a trained checkpoint."""
+    """The scales at which ``create_model(name, scale, pretrained=True)`` finds trained weights."""
     variant = REGISTRY.get(name)
+    if variant.peer:
+        root = peers_root()
+        files = {s: PEER_WEIGHTS.get((variant.name, s)) for s in variant.scales}
+        return tuple(s for s, rel in files.items() if root is not None and rel and (root / rel).is_file())
     root = checkpoints_dir()
     return tuple(s for s in variant.scales if (root / f"{variant.name}-x{s}" / "model.safetensors").is_file())
 
@@ -175,7 +211,8 @@ def pretrained_scales(name: str) -> tuple[int, ...]:
 def create_model(name: str, scale: int = 2, weights: str | Path | None = None, pretrained: bool = False,
                  **overrides) -> nn.Module:
     """Build a registered model at ``scale``; ``weights`` loads any readable checkpoint strictly, ``pretrained``
-    the checkpoint this project trained for it (``pretrained_weights``; as timm's ``pretrained=True``).
+    the checkpoint this project trained for it, or a peer's official weights (``pretrained_weights``; as timm's
+    ``pretrained=True``).
 
     ``overrides`` replace fields of the variant's :class:`AWSRNConfig` (None values are ignored, so
     CLI defaults never override a variant's own settings).

@@ -24,28 +24,16 @@ from .data import LRCache, list_images, model_input, prepare_pair, resolve_data_
 from .evaluate import evaluate
 from .latency import LatencySpec, latency_table
 from .protocols import get_protocol
-from .registry import create_model, get_variant, list_variants
+from .registry import PEER_WEIGHTS, create_model, get_variant, list_variants, peers_root
 from .atomic import atomic_write_text
 from .results import read_table, write_table
 from .stats import mean_ci, wilcoxon_p
 
 FULL_SETS = ["Set5", "Set14", "B100", "Urban100"]
 
-# Official peer weights under the peers root (../shared/peers beside the data root, or $AWSRN_PEERS), and the
-# protocols each is graded under: IMDN under both gray-image conventions (its paper uses basicsr's).
-PEER_WEIGHTS = {("imdn", 2): "imdn/IMDN_x2.pth", ("imdn", 3): "imdn/IMDN_x3.pth", ("imdn", 4): "imdn/IMDN_x4.pth",
-                ("carn-m", 2): "carn/carn_m.pth", ("carn-m", 3): "carn/carn_m.pth", ("carn-m", 4): "carn/carn_m.pth"}
+# The protocols each peer (official weights: registry.PEER_WEIGHTS) is graded under: IMDN under both gray-image
+# conventions (its paper uses basicsr's).
 PEER_PROTOCOLS = {"imdn": ("matlab", "basicsr"), "carn-m": ("matlab",)}
-
-
-def peers_root(data_root) -> Path | None:
-    """``$AWSRN_PEERS``, else ``peers/`` beside the data root (../shared/peers beside ../shared/data)."""
-    env = os.environ.get("AWSRN_PEERS")
-    if env:
-        return Path(env) if Path(env).is_dir() else None
-    if data_root is not None and (Path(data_root).parent / "peers").is_dir():
-        return Path(data_root).parent / "peers"
-    return None
 
 
 def grade_peers(root: Path, peers: Path, datasets, store: Path, progress: bool) -> pd.DataFrame:

@@ -70,7 +70,8 @@ class Job:
                 ident[f"{key}_sha256"] = file_sha256(path)
         if self.params.get("pretrained"):
             from .registry import pretrained_weights
-            ident["pretrained_sha256"] = [file_sha256(pretrained_weights(self.params["model"], s))
+            ident["pretrained_sha256"] = [file_sha256(pretrained_weights(self.params["model"], s,
+                                                                         self.params.get("data_root")))
                                           for s in self.scales()]
         text = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -119,3 +119,21 @@ def test_list_shows_the_scales_with_a_trained_checkpoint(capsys):
     rows = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str).fillna("").set_index("model")
     assert rows.loc["awsrn-s", "pretrained"] == "2,3,4" and rows.loc["awsrn-s-bam", "pretrained"] == ""
     assert list(rows.columns) == ["pretrained", "description"]
+
+
+def test_a_peers_pretrained_weights_are_its_official_file_beside_the_data_root(data_root, monkeypatch):
+    from benchmark.registry import PEERS_ENV, pretrained_scales, pretrained_weights
+    peers = data_root.parent / "peers"
+    if not (peers / "imdn" / "IMDN_x4.pth").is_file():
+        pytest.skip(f"no official peer weights under {peers}")
+    monkeypatch.delenv(PEERS_ENV, raising=False)
+    assert pretrained_weights("imdn", 4, data_root) == peers / "imdn" / "IMDN_x4.pth"
+    monkeypatch.setenv("AWSRN_DATA", str(data_root))
+    assert pretrained_scales("imdn") == (2, 3, 4) and pretrained_scales("carn-m") == (2, 3, 4)
+    m = create_model("carn-m", scale=3, pretrained=True)
+    assert Path(m.provenance.path) == peers / "carn" / "carn_m.pth" and m.provenance.format == "carn-m"
+    with pytest.raises(FileNotFoundError, match=r"imdn has no official weights at x8; it has them at x2/x3/x4"):
+        pretrained_weights("imdn", 8)
+    monkeypatch.setenv(PEERS_ENV, str(data_root))      # a peers root without the files
+    with pytest.raises(FileNotFoundError, match=r"no official weights of imdn x2: expected .*imdn/IMDN_x2.pth"):
+        pretrained_weights("imdn", 2)
