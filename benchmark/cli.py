@@ -111,7 +111,7 @@ def cmd_upscale(args) -> int:
     if args.model is None and (args.pretrained or args.weights is None):
         raise ValueError("upscale needs --model NAME with --pretrained, or --weights FILE (with or without --model)")
     if args.model is not None and not args.pretrained and args.weights is None:
-        raise ValueError(f"upscale needs weights for {args.model}: --pretrained (this project's checkpoint) or "
+        raise ValueError(f"upscale needs weights for {args.model}: --pretrained (its trained weights) or "
                          "--weights FILE; a model with random weights upscales nothing worth keeping")
     net, name, _ = model_for(args.model, args.scale, args.weights, args.deploy, args.pretrained)
     out = _out_dir(args.out)
@@ -364,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = s.add_mutually_exclusive_group()
     w.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
     w.add_argument("--pretrained", action="store_true",
-                   help="this project's trained checkpoint of --model at each scale (checkpoints/<model>-x<scale>; "
-                        "$AWSRN_CHECKPOINTS sets the folder)")
+                   help="the trained weights of --model at each scale: this project's checkpoint "
+                        "(checkpoints/<model>-x<scale>; $AWSRN_CHECKPOINTS sets the folder), a peer's official file")
     s.add_argument("--datasets", default="Set5,Set14,B100,Urban100", type=_name_list)
     s.add_argument("--protocol", default="matlab", choices=["matlab", "basicsr", "rgb", "super-image"])
     s.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (the paper's '+')")
@@ -389,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = s.add_mutually_exclusive_group()
     w.add_argument("--weights", default=None, help="checkpoint (official, super-image or native)")
     w.add_argument("--pretrained", action="store_true",
-                   help="this project's trained checkpoint of --model at --scale (checkpoints/<model>-x<scale>)")
+                   help="the trained weights of --model at --scale: this project's checkpoint "
+                        "(checkpoints/<model>-x<scale>), a peer's official file")
     s.add_argument("--out", default="sr", help="folder for <stem>_x<scale>.png (default sr)")
     s.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations (the paper's '+')")
     s.add_argument("--deploy", action="store_true", help="run the reparameterized deploy form")
