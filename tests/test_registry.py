@@ -137,3 +137,13 @@ def test_a_peers_pretrained_weights_are_its_official_file_beside_the_data_root(d
     monkeypatch.setenv(PEERS_ENV, str(data_root))      # a peers root without the files
     with pytest.raises(FileNotFoundError, match=r"no official weights of imdn x2: expected .*imdn/IMDN_x2.pth"):
         pretrained_weights("imdn", 2)
+
+
+def test_torch_hub_loads_the_variants_from_the_repository():
+    repo = Path(__file__).resolve().parents[1]
+    m = torch.hub.load(str(repo), "awsrn_sd", source="local", scale=2, pretrained=True, trust_repo=True)
+    ref = create_model("awsrn-sd", scale=2, pretrained=True)
+    assert m.provenance == ref.provenance
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), ref.state_dict().values()))
+    fresh = torch.hub.load(str(repo), "awsrn_l", source="local", scale=8, n_lfb=2, trust_repo=True)
+    assert fresh.cfg.n_lfb == 2 and fresh.cfg.scale == 8 and fresh.provenance.path is None
