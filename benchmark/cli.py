@@ -342,7 +342,8 @@ def _add_latency_flags(s, preset="720p"):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="awsrn-bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="awsrn-bench", description="Benchmarks and ablations of AWSRN: the paper's tables, every variant "
+                "measured the same way (PSNR/SSIM, parameters, Multi-Adds, latency), the AWMS ablations.")
     sub = p.add_subparsers(dest="command", required=True)
     fmt = dict(choices=["table", "csv", "md", "latex"], default="table")
 
