@@ -598,7 +598,8 @@ def write_index(out: Path, note: str = "", checkpoints: dict | None = None) -> N
         "All 13 cells of the paper's table, trained here with this project's trainer on T91+BSD200 (291 "
         "images, not the paper's DIV2K); `iters` is the total over all training segments and `gpu_minutes` "
         "the GPU time they took (each checkpoint's `recipe.json` lists its segments). Paper vs ours, with "
-        "the gap on every set: `paper_vs_ours.{csv,md,tex}`.\n",
+        "the gap on every set: `paper_vs_ours.{csv,md,tex}`. Each loads by name: `create_model(model, scale, "
+        "pretrained=True)`, `awsrn-bench evaluate|upscale --model MODEL --pretrained`.\n",
         _md(out / "checkpoints_eval.csv"),
         "### Paper vs ours, Set5\n",
         _paper_gap(out / "paper_vs_ours.csv"),
