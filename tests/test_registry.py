@@ -94,10 +94,10 @@ def test_evaluate_pretrained_grades_each_scales_own_checkpoint(tmp_path, capsys)
     from benchmark.checkpoints import file_sha256
     from benchmark.cli import main
     ck = Path(__file__).resolve().parents[1] / "checkpoints"
-    assert main(["evaluate", "--model", "awsrn-sd", "--scales", "2,3", "--pretrained", "--datasets", "skimage",
+    assert main(["evaluate", "--model", "awsrn-sd", "--scales", "3,4", "--pretrained", "--datasets", "skimage",
                  "--out", str(tmp_path), "--format", "csv", "--quiet"]) == 0
     got = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    for scale in (2, 3):
+    for scale in (3, 4):
         weights = ck / f"awsrn-sd-x{scale}" / "model.safetensors"
         again = evaluate("awsrn-sd", ["skimage"], [scale], weights=weights, store=tmp_path / "store", progress=False)
         assert again.reused == 5 and set(again.images.weights_sha256) == {file_sha256(weights)}

@@ -107,8 +107,8 @@ def test_compare_pretrained_is_the_checkpoint_of_the_compared_scale(tmp_path, ca
     """NAME=pretrained and NAME=checkpoints/<NAME>-x<scale>/model.safetensors are the same model: the same rows
     (read back from the store), a zero difference."""
     from benchmark.cli import main
-    ck = __import__("pathlib").Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x3" / "model.safetensors"
-    assert main(["compare", "awsrn-sd=pretrained", f"awsrn-sd={ck}", "--scale", "3", "--datasets", "skimage",
+    ck = __import__("pathlib").Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x4" / "model.safetensors"
+    assert main(["compare", "awsrn-sd=pretrained", f"awsrn-sd={ck}", "--scale", "4", "--datasets", "skimage",
                  "--out", str(tmp_path), "--resamples", "200", "--format", "csv", "--quiet"]) == 0
     df = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
     assert (df.mean_diff == 0).all() and (df.n_images == 5).all()

@@ -15,7 +15,8 @@ from PIL import Image
 from benchmark.cli import main
 from benchmark.sweep import load_spec
 
-CK = Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x2" / "model.safetensors"
+# x4: the lightest forward of the trained checkpoints (a quarter of x2's LR pixels)
+CK = Path(__file__).resolve().parents[1] / "checkpoints" / "awsrn-sd-x4" / "model.safetensors"
 
 
 def _spec(tmp_path, jobs, name="spec.json"):
@@ -28,7 +29,7 @@ JOBS = [
     {"kind": "evaluate", "model": "bicubic", "scale": 2, "datasets": ["skimage"]},
     {"kind": "evaluate", "model": "bicubic", "scale": 4, "datasets": "skimage"},
     {"kind": "evaluate", "model": "bicubic", "scale": 3, "datasets": ["skimage"], "protocol": "basicsr"},
-    {"kind": "evaluate", "model": "awsrn-sd", "scale": 2, "weights": str(CK), "datasets": ["skimage"], "threads": 1},
+    {"kind": "evaluate", "model": "awsrn-sd", "scale": 4, "weights": str(CK), "datasets": ["skimage"], "threads": 1},
 ]
 
 
