@@ -400,6 +400,18 @@ def _stale_note(stale: list[str]) -> str:
             + ", ".join(f"`checkpoints/{s}/model.safetensors`" for s in stale) + "._\n")
 
 
+def _finetune_budgets(df: pd.DataFrame | None) -> str:
+    """Each checkpoint's fine-tune budget and recipe, as its rows record them (the arms may differ by checkpoint)."""
+    ft = None if df is None else df[df.retrain.str.startswith("finetune")]
+    if ft is None or ft.empty:
+        return ""
+    ft = ft.drop_duplicates("checkpoint").sort_values("checkpoint")
+    return "Budget and recipe per checkpoint: " + "; ".join(
+        f"{r.checkpoint} {r.retrain.removeprefix('finetune-')} iterations "
+        f"({r.recipe if isinstance(r.recipe, str) and r.recipe else 'recipe not recorded'}, lr 1e-4, cosine)"
+        for r in ft.itertuples()) + ".\n"
+
+
 def _pruning_summary(df: pd.DataFrame | None) -> str:
     """The fine-tuned arm, one row per checkpoint and subset: what each removal costs and saves."""
     if df is None or df.empty:
@@ -669,10 +681,10 @@ def write_index(out: Path, note: str = "", checkpoints: dict | None = None) -> N
         "![pruning](fig_branch_pruning.png)\n",
         "With a short fine-tune of each pruned model from the full one, and of the full model itself as the "
         "control that the deltas are taken against (`awsrn-bench ablate branch-pruning "
-        "checkpoints/<name>/model.safetensors --finetune-iters 60 --data ../shared/data/train/T91,"
-        "../shared/data/train/BSD200 --data-root ../shared/data`, one run per checkpoint): "
+        "checkpoints/<name>/model.safetensors --finetune-iters N --data ../shared/data/train/T91,"
+        "../shared/data/train/BSD200 --data-root ../shared/data [RECIPE]`, one run per checkpoint): "
         "`branch_pruning_finetune.csv`\n",
-        _pruning_summary(ft), _stale_note(stale),
+        _finetune_budgets(ft), _pruning_summary(ft), _stale_note(stale),
         "Does lambda name the branch to remove? Each single-branch removal, its cost, and the removed "
         "branch's lambda and energy share (`ablations.branch_pruning.removal_vs_weights`):\n",
         _removal_table(ft, out),

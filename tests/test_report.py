@@ -322,3 +322,18 @@ def test_the_paper_gap_finding_names_the_gaps_within_retraining_noise_and_the_mi
            "is against a published value with a note: printed 32.21 in the paper)" in text
     assert text.endswith("; within it: awsrn-s x4 B100 -0.070 dB.")
     assert "median width is 1.00 dB on B100, 2.00 dB on Set14, 1.00 dB on Set5" in text
+
+
+def test_the_pruning_section_states_each_checkpoints_own_finetune_budget():
+    """The fine-tuned arm may run at another budget per checkpoint (CPU 60 iterations, a longer CPU or GPU run):
+    the index says each one's, from its rows, not one number for all."""
+    from benchmark.reproduce import _finetune_budgets
+    d = pd.DataFrame({"checkpoint": ["awsrn-s-x2", "awsrn-s-x2", "awsrn-s-x4", "awsrn-s-x4", "awsrn-sd-x4"],
+                      "retrain": ["none", "finetune-60", "finetune-1000", "none", "finetune-60"],
+                      "recipe": ["", "cpu, batch 16, patch 48, amp none", "cpu, batch 16, patch 32, amp bf16", "",
+                                 np.nan]})
+    assert _finetune_budgets(d) == (
+        "Budget and recipe per checkpoint: awsrn-s-x2 60 iterations (cpu, batch 16, patch 48, amp none, lr 1e-4, "
+        "cosine); awsrn-s-x4 1000 iterations (cpu, batch 16, patch 32, amp bf16, lr 1e-4, cosine); awsrn-sd-x4 60 "
+        "iterations (recipe not recorded, lr 1e-4, cosine).\n")
+    assert _finetune_budgets(None) == "" and _finetune_budgets(d[d.retrain == "none"]) == ""
