@@ -24,9 +24,9 @@ DEVICE=${DEVICE:-cuda}
 STAGES=${STAGES:-tests,studies}
 STUDIES=${STUDIES:-data}
 ITERS=${ITERS:-16000}; SEEDS=${SEEDS:-1}
-# S x4's pruning fine-tune ran 2,000 iterations on the CPU and its held-out gaps had closed to 0.02 dB; S x2's (its
-# costs the largest) were still closing at 1,000 (docs/experiments.md "Ablations"): the GPU minutes go to S x2
-FT_ITERS=${FT_ITERS:-2000}; PRUNE=${PRUNE:-checkpoints/awsrn-s-x2/model.safetensors}
+# S x4's and S x2's pruning fine-tunes ran 2,000 iterations on the CPU and their held-out gaps had closed or stopped
+# closing; SD x4's were still closing at 1,000 (docs/experiments.md "Ablations"): the GPU minutes go to SD x4
+FT_ITERS=${FT_ITERS:-2000}; PRUNE=${PRUNE:-checkpoints/awsrn-sd-x4/model.safetensors}
 # bf16 autocast + channels_last, equal for every variant: 1.49x the fp32 graph step on an H200 for at most
 # 0.0012 dB (results/bf16_training_check.csv); RECIPE= trains in fp32
 RECIPE=${RECIPE---amp bf16 --channels-last}
