@@ -14,7 +14,7 @@
 #   1. bash scripts/gpu_ablations.sh                                   (tests 80 s + data study <= 420 s)
 #   2. STAGES=prune bash scripts/gpu_ablations.sh                      (<= 300 s; add throughput: +150 s)
 # A stage cut by its limit leaves its runs under runs/ on the warm machine: the same call again at once resumes them.
-# The bam/unit/lrfu studies at 2,500 iterations ran on the CPU (bf16); STUDIES="bam unit lrfu" ITERS=2500
+# The bam/unit studies ran 2,500 iterations on the CPU (bf16), lrfu 5,000; STUDIES="bam unit lrfu" ITERS=5000
 # SEEDS=1,2,3 reruns them here. Tried on the CPU first with tiny settings:
 #   DEVICE=cpu RECIPE= ITERS=4 FT_ITERS=4 STAGES=studies,prune bash scripts/gpu_ablations.sh
 set -u
