@@ -3,8 +3,8 @@
 # results/study_<name>.csv with each run's held-out learning curve in results/curves/study_<name>.csv (the
 # figure marks where each variant separated from the baseline); `awsrn-bench reproduce` redraws the figures.
 # On a CPU with AVX512-BF16 (or AMX) bf16 autocast is 1.8x faster (results/train_throughput_cpu.csv); the
-# committed bam table: ITERS=2500 SEEDS=1,2 RECIPE="--amp bf16 --channels-last" scripts/run_studies.sh bam (SEEDS=1,2,3: unit);
-# lrfu: ITERS=5000 SEEDS=1,2,3 RECIPE="--amp bf16 --channels-last --patch 32" (the command under each table in results/README.md)
+# committed bam, unit and lrfu tables: ITERS=5000 SEEDS=1,2,3 RECIPE="--amp bf16 --channels-last --patch 32"
+# scripts/run_studies.sh bam unit lrfu (they share the AWSRN-S runs; the command is under each table in results/README.md)
 # A GPU user raises ITERS:
 #   ITERS=2500 DEVICE=cuda SEEDS=1,2,3 BACKEND=group RECIPE="--amp bf16 --channels-last" scripts/run_studies.sh bam unit lrfu n_lfb
 # (BACKEND=group trains each study's runs together in one process, one CUDA stream each: no Ray needed;
