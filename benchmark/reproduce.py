@@ -549,7 +549,9 @@ def _findings(out: Path, ft: pd.DataFrame | None = None) -> str:
             continue
         d = d[d.verdict != "baseline"]
         held = [f"{r.model} on {r.dataset} ({_interval(r)})" for r in d.itertuples() if r.verdict == "holds"]
-        lines.append(f"- {study_csv.stem} ({d.iters.iloc[0]} iterations, seeds {d.seeds.iloc[0]}) against "
+        seeds = str(d.seeds.iloc[0])
+        seed_words = f"seeds {seeds}" if "," in seeds else f"seed {seeds} only: intervals over images, not seeds"
+        lines.append(f"- {study_csv.stem} ({d.iters.iloc[0]} iterations, {seed_words}) against "
                      f"{d.baseline.iloc[0]}: " + ("; ".join(held) if held else "no difference holds at 95%") + ". "
                      + _separation_words(d))
     return "\n".join(lines) + "\n" if lines else ""

@@ -311,6 +311,18 @@ def test_each_study_table_states_the_command_that_made_it():
         "ITERS=500 SEEDS=1 scripts/run_studies.sh unit"
 
 
+def test_a_single_seed_study_says_its_intervals_are_over_images_only(tmp_path):
+    from benchmark.reproduce import _findings
+    table = pd.read_csv(Path(__file__).parents[1] / "results" / "study_bam.csv")
+    table.assign(seeds="1,2,3").to_csv(tmp_path / "study_bam.csv", index=False)
+    table.assign(study="lrfu", seeds=1).to_csv(tmp_path / "study_lrfu.csv", index=False)
+    lines = _findings(tmp_path).splitlines()
+    iters = table.iters.iloc[0]
+    assert any(line.startswith(f"- study_bam ({iters} iterations, seeds 1,2,3) against awsrn-s:") for line in lines)
+    assert any(line.startswith(f"- study_lrfu ({iters} iterations, seed 1 only: intervals over images, not seeds) "
+                               "against awsrn-s:") for line in lines)
+
+
 def test_the_paper_gap_finding_names_the_gaps_within_retraining_noise_and_the_misprint():
     from benchmark.reproduce import _paper_gap_finding
     d = pd.DataFrame({"model": ["awsrn-s", "awsrn-sd", "awsrn-m"], "scale": [4, 3, 2],
