@@ -104,13 +104,19 @@ def runs_of(study: str, iters: int, scale: int, out, seeds, recipe: dict | None 
 def read_curves(runs) -> pd.DataFrame:
     """The held-out validation PSNR (and the training loss of the interval before it) of each run's
     ``train_log.csv``, its last segment (a fine-tune's log also holds the segments of the model it
-    started from): one row per (model, seed, iter)."""
+    started from): one row per (model, seed, iter) at the scheduled validations (every ``val_every`` of
+    its recipe, and its last iteration). A run stopped and resumed also validated where it stopped; that
+    point is left out so that every run of a study has the same iterations."""
     rows = []
     for label, _, seed, rd in runs:
         log = pd.read_csv(rd / "train_log.csv")
         if "segment" in log:
             log = log[log.segment == log.segment.max()]
         val = log[log.val_psnr.notna()]
+        recipe = rd / "recipe.json"
+        every = json.loads(recipe.read_text()).get("val_every") if recipe.exists() else None
+        if every:
+            val = val[(val["iter"] % every == 0) | (val["iter"] == log["iter"].max())]
         rows.append(pd.DataFrame({"model": label, "seed": seed, "iter": val["iter"].to_numpy(),
                                   "val_psnr": val.val_psnr.to_numpy(), "loss": val.loss.to_numpy()}))
     return pd.concat(rows, ignore_index=True)

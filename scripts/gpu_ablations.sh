@@ -14,7 +14,7 @@
 #   1. bash scripts/gpu_ablations.sh                                   (tests 80 s + data study <= 420 s)
 #   2. STAGES=prune bash scripts/gpu_ablations.sh                      (<= 300 s; add throughput: +150 s)
 # A stage cut by its limit leaves its runs under runs/ on the warm machine: the same call again at once resumes them.
-# The bam, unit and lrfu studies ran 5,000 iterations on the CPU (bf16, 32 px, seeds 1-3), n_lfb 5,000 with seed 1;
+# The bam, unit, lrfu and n_lfb studies ran 5,000 iterations on the CPU (bf16, 32 px, seeds 1-3);
 # STUDIES="bam unit lrfu n_lfb" SEEDS=1,2,3 reruns them here at $ITERS. Tried on the CPU first with tiny settings:
 #   DEVICE=cpu RECIPE= ITERS=4 FT_ITERS=4 STAGES=studies,prune bash scripts/gpu_ablations.sh
 set -u

@@ -3,9 +3,10 @@
 # results/study_<name>.csv with each run's held-out learning curve in results/curves/study_<name>.csv (the
 # figure marks where each variant separated from the baseline); `awsrn-bench reproduce` redraws the figures.
 # On a CPU with AVX512-BF16 (or AMX) bf16 autocast is 1.8x faster (results/train_throughput_cpu.csv); the
-# committed bam, unit and lrfu tables: ITERS=5000 SEEDS=1,2,3 RECIPE="--amp bf16 --channels-last --patch 32"
-# scripts/run_studies.sh bam unit lrfu (they share the AWSRN-S runs), n_lfb the same with SEEDS=1 (SEEDS=1,2
-# reuses seed 1's runs and trains seed 2's, about 90 min); the command is under each table in results/README.md
+# committed bam, unit, lrfu and n_lfb tables: ITERS=5000 SEEDS=1,2,3 RECIPE="--amp bf16 --channels-last --patch 32"
+# scripts/run_studies.sh bam unit lrfu n_lfb (bam, unit and lrfu share the AWSRN-S runs; a run already there is
+# reused, so more SEEDS train only the new seeds: n_lfb takes about 90 min a seed); the command is under each
+# table in results/README.md
 # A GPU user raises ITERS:
 #   ITERS=2500 DEVICE=cuda SEEDS=1,2,3 BACKEND=group RECIPE="--amp bf16 --channels-last" scripts/run_studies.sh bam unit lrfu n_lfb
 # (BACKEND=group trains each study's runs together in one process, one CUDA stream each: no Ray needed;

@@ -540,6 +540,24 @@ def test_a_sigterm_saves_the_run_where_it_stopped_and_resume_ends_where_the_whol
     assert list(part.iter) == list(range(1, 7)) and np.array_equal(part.loss.values, full.loss.values)
 
 
+def test_a_learning_curve_leaves_out_the_validation_where_a_run_was_stopped(train_dir, tmp_path, monkeypatch):
+    """A study's run stopped at iteration 4 and resumed validated there too (its log says where it stood);
+    its curve is the scheduled validations (3 and 6), equal to those of the run that was never stopped."""
+    import signal
+    from ablations.training_studies import read_curves
+    from benchmark.train import TrainingInterrupted
+    train(_cfg(train_dir, tmp_path / "full"), progress=False)
+    _signal_at(monkeypatch, 4, signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted):
+        train(_cfg(train_dir, tmp_path / "part"), progress=False)
+    train(_cfg(train_dir, tmp_path / "part"), resume=True, progress=False)
+    log = pd.read_csv(tmp_path / "part/train_log.csv")
+    assert list(log.iter[log.val_psnr.notna()]) == [3, 4, 6]
+    full, part = (read_curves([("awsrn-s", {}, 1, tmp_path / d)]) for d in ("full", "part"))
+    assert list(part.iter) == [3, 6]
+    pd.testing.assert_frame_equal(part[["model", "seed", "iter", "val_psnr"]], full[["model", "seed", "iter", "val_psnr"]])
+
+
 def test_ctrl_c_in_train_group_saves_every_run_and_says_so_in_one_line(train_dir, tmp_path, monkeypatch, capsys):
     import signal
     from benchmark.cli import main
