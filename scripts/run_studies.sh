@@ -5,7 +5,7 @@
 # On a CPU with AVX512-BF16 (or AMX) bf16 autocast is 1.8x faster (results/train_throughput_cpu.csv); the
 # committed bam, unit, lrfu and n_lfb tables: ITERS=5000 SEEDS=1,2,3 RECIPE="--amp bf16 --channels-last --patch 32"
 # scripts/run_studies.sh bam unit lrfu n_lfb (bam, unit and lrfu share the AWSRN-S runs; a run already there is
-# reused, so more SEEDS train only the new seeds: n_lfb takes about 90 min a seed); the command is under each
+# reused, so more SEEDS train only the new seeds: n_lfb takes 75 to 90 min a seed); the command is under each
 # table in results/README.md
 # A GPU user raises ITERS:
 #   ITERS=2500 DEVICE=cuda SEEDS=1,2,3 BACKEND=group RECIPE="--amp bf16 --channels-last" scripts/run_studies.sh bam unit lrfu n_lfb
