@@ -510,6 +510,23 @@ def _paper_gap_finding(d: pd.DataFrame) -> str:
     return text + "."
 
 
+def _branch_removal_finding(key: tuple, g: pd.DataFrame) -> str:
+    """One line per (checkpoint, dataset, arm) of ``removal_vs_weights``: which single-branch removals cost and
+    which gain at 95% (interval on one side of 0 and Wilcoxon p < 0.05), and whether lambda orders the costs."""
+    ck, ds, arm = key
+    g = g.sort_values("lambda")
+    held = [r for r in g.itertuples() if _excludes_zero(r) and r.p < 0.05]
+    cost = ", ".join(str(int(r.removed)) for r in held if r.ci_high < 0) or "none"
+    gain = ", ".join(str(int(r.removed)) for r in held if r.ci_low > 0)
+    # lambda orders the cost only if the removals' intervals, in lambda order, do not overlap
+    costs = g[["ci_low", "ci_high"]].to_numpy()
+    separated = all(costs[i][0] > costs[i + 1][1] for i in range(len(costs) - 1))
+    return (f"- Branch removal, {ck} {ds}, retrain {arm}: removals that cost significantly: {cost}"
+            + (f"; removals that gain significantly: {gain}" if gain else "")
+            + f"; lambda order {'is' if separated else 'is not'} established at 95% (the removals' intervals in "
+              f"lambda order {'do not overlap' if separated else 'overlap'}).")
+
+
 def _findings(out: Path, ft: pd.DataFrame | None = None) -> str:
     """Plain words: which differences in these tables hold at 95% and which do not (intervals: 95% paired
     bootstrap over images; p: Wilcoxon signed-rank; "holds" needs both the interval to exclude 0 and p < 0.05;
@@ -533,15 +550,7 @@ def _findings(out: Path, ft: pd.DataFrame | None = None) -> str:
     if ft is not None and not ft.empty and aw.is_file() and "ci_low" in ft:
         removal_vs_weights = plugins.load("branch-pruning").removal_vs_weights
         t = removal_vs_weights(ft, pd.read_csv(aw))
-        for (ck, ds, arm), g in t.groupby(["checkpoint", "dataset", "retrain"]):
-            g = g.sort_values("lambda")
-            sig = [f"{int(r.removed)}" for r in g.itertuples() if _excludes_zero(r) and r.p < 0.05]
-            # lambda orders the cost only if the removals' intervals, in lambda order, do not overlap
-            costs = g[["ci_low", "ci_high"]].to_numpy()
-            separated = all(costs[i][0] > costs[i + 1][1] for i in range(len(costs) - 1))
-            lines.append(f"- Branch removal, {ck} {ds}, retrain {arm}: removals that cost significantly: "
-                         f"{', '.join(sig) or 'none'}; lambda order {'is' if separated else 'is not'} established "
-                         f"at 95% (the removals' intervals in lambda order {'do not overlap' if separated else 'overlap'}).")
+        lines += [_branch_removal_finding(key, g) for key, g in t.groupby(["checkpoint", "dataset", "retrain"])]
     for study_csv in sorted(out.glob("study_*.csv")):
         d = pd.read_csv(study_csv)
         if "verdict" not in d:

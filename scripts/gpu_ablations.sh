@@ -12,7 +12,7 @@
 # Two calls on one warm machine (the second within its 30 s idle window), each inside the 600 s a device
 # command may run:
 #   1. bash scripts/gpu_ablations.sh                                   (tests 80 s + data study <= 420 s)
-#   2. STAGES=prune bash scripts/gpu_ablations.sh                      (<= 300 s; add throughput: +150 s)
+#   2. STAGES=prune bash scripts/gpu_ablations.sh                      (<= 330 s; add throughput: +150 s)
 # A stage cut by its limit leaves its runs under runs/ on the warm machine: the same call again at once resumes them.
 # The bam, unit, lrfu and n_lfb studies ran 5,000 iterations on the CPU (bf16, 32 px, seeds 1-3);
 # STUDIES="bam unit lrfu n_lfb" SEEDS=1,2,3 reruns them here at $ITERS. Tried on the CPU first with tiny settings:
@@ -25,11 +25,12 @@ DEVICE=${DEVICE:-cuda}
 STAGES=${STAGES:-tests,studies}
 STUDIES=${STUDIES:-data}
 ITERS=${ITERS:-16000}; SEEDS=${SEEDS:-1}
-# The pruning fine-tunes of S x4, S x2 and SD x4 ran 2,000 iterations on the CPU and their held-out gaps stopped
-# closing (docs/experiments.md "Ablations"); M x4's would take about 3 hours there: the GPU minutes go to M x4.
-# Its 16 fine-tunes are 32,000 steps; at its solo 97 it/s on an H200 and the group's 1.28x
-# (results/gpu/train_group_gpu_3.csv) about 260 s with bf16 off, less with it: hence PRUNE_S 300
-FT_ITERS=${FT_ITERS:-2000}; PRUNE=${PRUNE:-checkpoints/awsrn-m-x4/model.safetensors}
+# The pruning fine-tunes of S x4, S x2, SD x4 and M x4 ran 2,000 iterations on the CPU and their held-out gaps
+# stopped closing (docs/experiments.md "Ablations"; M x4 took 2 h 7 min there): the GPU minutes go to L x4,
+# the last x4 variant. Its 16 fine-tunes are 32,000 steps (the subsets' fewer branches make them shorter); at
+# its solo 92 it/s on an H200 and the group's 1.28x (results/gpu/train_group_gpu_3.csv) at most 275 s with bf16
+# off, less with it: hence PRUNE_S 330
+FT_ITERS=${FT_ITERS:-2000}; PRUNE=${PRUNE:-checkpoints/awsrn-l-x4/model.safetensors}
 # bf16 autocast + channels_last, equal for every variant: 1.49x the fp32 graph step on an H200 for at most
 # 0.0012 dB (results/bf16_training_check.csv); RECIPE= trains in fp32
 RECIPE=${RECIPE---amp bf16 --channels-last}
@@ -56,7 +57,7 @@ fi
 if stage prune; then
   since "== prune: $PRUNE, 15 subsets + the control, $FT_ITERS iterations each, together"
   # shellcheck disable=SC2086   # RECIPE is a list of flags
-  timeout "${PRUNE_S:-300}" $CLI ablate branch-pruning "$PRUNE" --finetune-iters "$FT_ITERS" --data "$DATA" \
+  timeout "${PRUNE_S:-330}" $CLI ablate branch-pruning "$PRUNE" --finetune-iters "$FT_ITERS" --data "$DATA" \
     --datasets Set5,Set14 --data-root "$AWSRN_DATA" --device "$DEVICE" --backend group --runs-dir runs \
     --out results --format csv $RECIPE | tail -20
   echo "prune rc ${PIPESTATUS[0]}"

@@ -323,6 +323,22 @@ def test_a_single_seed_study_says_its_intervals_are_over_images_only(tmp_path):
                                "against awsrn-s:") for line in lines)
 
 
+def test_a_branch_removal_that_gains_significantly_is_not_called_a_cost():
+    from benchmark.reproduce import _branch_removal_finding
+    g = pd.DataFrame({"removed": [9, 7, 5, 3], "lambda": [0.04, 0.09, 0.20, 0.33],
+                      "d_psnr": [0.0010, -0.0005, -0.30, -2.5], "ci_low": [0.0003, -0.0010, -0.40, -3.0],
+                      "ci_high": [0.0019, 0.0005, -0.20, -2.0], "p": [0.049, 0.50, 0.001, 0.0001]})
+    line = _branch_removal_finding(("awsrn-m-x4", "Set14", "finetune-2000"), g)
+    assert line == ("- Branch removal, awsrn-m-x4 Set14, retrain finetune-2000: removals that cost significantly: 5, 3; "
+                    "removals that gain significantly: 9; lambda order is not established at 95% (the removals' "
+                    "intervals in lambda order overlap).")
+    # no gain: the clause is left out; intervals in lambda order apart: the order is established
+    g = g.assign(ci_low=[-0.001, -0.1, -0.5, -3.0], ci_high=[0.001, -0.01, -0.2, -2.0], p=[0.5, 0.01, 0.001, 0.0001])
+    assert _branch_removal_finding(("awsrn-s-x4", "Set5", "none"), g) == (
+        "- Branch removal, awsrn-s-x4 Set5, retrain none: removals that cost significantly: 7, 5, 3; lambda order is "
+        "established at 95% (the removals' intervals in lambda order do not overlap).")
+
+
 def test_the_paper_gap_finding_names_the_gaps_within_retraining_noise_and_the_misprint():
     from benchmark.reproduce import _paper_gap_finding
     d = pd.DataFrame({"model": ["awsrn-s", "awsrn-sd", "awsrn-m"], "scale": [4, 3, 2],
