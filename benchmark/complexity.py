@@ -71,7 +71,8 @@ def conv_costs(model: nn.Module) -> dict[str, ConvCost]:
 
 def _count_conv_costs(model: nn.Module) -> dict[str, ConvCost]:
     model = model.eval()
-    (h1, w1), (h2, w2) = _PROBES
+    # a model that runs on the upscaled image says so with smaller probes (models/classic.py)
+    (h1, w1), (h2, w2) = getattr(model, "complexity_probes", _PROBES)
     m1, m2 = _conv_macs_by_module(model, h1, w1), _conv_macs_by_module(model, h2, w2)
     p1, p2 = h1 * w1, h2 * w2
     out = {}
@@ -141,6 +142,17 @@ def _params_k_diff(params: int, paper_k: int) -> int:
     return round(ours_k) - paper_k
 
 
+def _multi_adds_g_diff(ours_g: float, paper_g: float) -> float:
+    """Difference in the paper's print precision: 0.1G, but 1G for DRCN's five-digit 17974G."""
+    digits = 0 if paper_g >= 10_000 else 1
+    return round(round(ours_g, digits) - paper_g, digits)
+
+
+def count_conv_weights(model: nn.Module) -> int:
+    """The weights of the convolutions alone (no biases, norms, scalars): how the table counted its older methods."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+
+
 def complexity_table(pattern: str | None = None, scales=(2, 3, 4, 8)) -> pd.DataFrame:
     """One row per (variant, scale): ours, the paper's value, and the difference of the rounded values
     (params to 1K, Multi-Adds to 0.1G, as the paper prints them)."""
@@ -159,10 +171,25 @@ def complexity_table(pattern: str | None = None, scales=(2, 3, 4, 8)) -> pd.Data
             row["paper_params_k"] = paper["params_k"] if paper else None
             row["paper_multi_adds_g"] = paper["multi_adds_g"] if paper else None
             row["params_k_diff"] = _params_k_diff(row["params"], paper["params_k"]) if paper else None
-            row["multi_adds_g_diff"] = (round(round(row["multi_adds_g"], 1) - paper["multi_adds_g"], 1)
-                                        if paper else None)
+            row["multi_adds_g_diff"] = _multi_adds_g_diff(row["multi_adds_g"], paper["multi_adds_g"]) if paper else None
             rows.append(row)
     df = pd.DataFrame(rows)
     for col in ("paper_params_k", "params_k_diff"):
         df[col] = df[col].astype("Int64")
+    return df
+
+
+def peers_complexity_table(names, scales=(2, 3, 4, 8)) -> pd.DataFrame:
+    """``complexity_table`` rows of peers, with the conv weights alone (``params_conv_weights``, its difference to
+    the paper in ``conv_weights_k_diff``) and, in ``paper_counting``, how the table counted a method where that is
+    not this suite's convention (``models.classic.PAPER_COUNTING``; tests/test_classic.py checks each statement)."""
+    from .models.classic import PAPER_COUNTING
+    from .registry import create_model
+
+    df = pd.concat([complexity_table(n, scales=scales) for n in names], ignore_index=True)
+    weights = [count_conv_weights(create_model(m, scale=s)) for m, s in zip(df.model, df.scale)]
+    df.insert(df.columns.get_loc("params") + 1, "params_conv_weights", weights)
+    df["conv_weights_k_diff"] = pd.array([_params_k_diff(w, k) if pd.notna(k) else None
+                                          for w, k in zip(weights, df.paper_params_k)], dtype="Int64")
+    df["paper_counting"] = [PAPER_COUNTING.get(m, "") for m in df.model]
     return df

@@ -72,14 +72,18 @@ class AWSRNConfig:
         return cls(**d)
 
 
-PEER_SCALES = {"imdn": (2, 3, 4), "carn-m": (2, 3, 4)}
+PEER_SCALES = {"imdn": (2, 3, 4), "carn-m": (2, 3, 4),
+               # the paper table's other methods (models/classic.py), at the scales the table reports them
+               "srcnn": (2, 3, 4, 8), "fsrcnn": (2, 3, 4, 8), "vdsr": (2, 3, 4, 8), "drcn": (2, 3, 4, 8),
+               "drrn": (2, 3, 4), "memnet": (2, 3, 4), "srmdnf": (2, 3, 4), "carn": (2, 3, 4), "msrn": (2, 3, 4, 8)}
 MULTI_SCALE_PEERS = ("carn-m",)        # one set of weights for every scale
 
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """A peer network with official weights (``benchmark.models.peers``): its architecture and the scale
-    it runs at. CARN-M is one multi-scale model, so its weights alone do not name a scale."""
+    """A peer network: one with official weights (``benchmark.models.peers``) or one of the paper table's other
+    methods, measured only (``benchmark.models.classic``); its architecture and the scale it runs at. CARN-M is
+    one multi-scale model, so its weights alone do not name a scale."""
 
     arch: str
     scale: int | None = 2              # None: a multi-scale checkpoint's config (a built model has a scale)

@@ -103,6 +103,20 @@ _BASES = {
 }
 
 
+# The paper table's other methods with a fully published structure (models/classic.py).
+_CLASSIC = {
+    "srcnn": ("SRCNN", "SRCNN (Dong et al. 2016), 9-5-5 on bicubic-upscaled Y"),
+    "fsrcnn": ("FSRCNN", "FSRCNN (Dong et al. 2016), d56 s12 m4 on Y, 9x9 transposed conv"),
+    "vdsr": ("VDSR", "VDSR (Kim et al. 2016), 20 layers of 64 on bicubic-upscaled Y"),
+    "drcn": ("DRCN", "DRCN (Kim et al. 2016), one 256-filter layer recursed 16 times, on bicubic-upscaled Y"),
+    "drrn": ("DRRN", "DRRN B1U25 (Tai et al. 2017), 25 recursions of one residual unit, on bicubic-upscaled Y"),
+    "memnet": ("MemNet", "MemNet M6R6 (Tai et al. 2017), 6 memory blocks, on bicubic-upscaled Y"),
+    "srmdnf": ("SRMDNF", "SRMDNF (Zhang et al. 2018), 12 convs of 128 on LR RGB and 15 degradation maps"),
+    "carn": ("CARN", "CARN (Ahn et al. 2018), one multi-scale model (x2/x3/x4)"),
+    "msrn": ("MSRN", "MSRN (Li et al. 2018), 8 multi-scale residual blocks of 64"),
+}
+
+
 def _subsets(kernels=AWMS_KERNELS):
     from itertools import combinations
     for r in range(1, len(kernels)):
@@ -115,6 +129,9 @@ def _register_defaults() -> None:
                                            "../shared/peers/imdn/IMDN_x{2,3,4}.pth", peer="imdn"))
     register(Variant("carn-m", None, "CARN-M", "CARN-M (Ahn et al. 2018), peer: one multi-scale model (x2/x3/x4); "
                                                "official weights ../shared/peers/carn/carn_m.pth", peer="carn-m"))
+    for name, (paper_name, desc) in _CLASSIC.items():
+        register(Variant(name, None, paper_name, f"{desc}; no trained weights reachable here: counted and timed only",
+                         peer=name))
     for name, (cfg, paper_name, desc) in _BASES.items():
         aliases = ("awsrn",) if name == "awsrn-l" else ()
         register(Variant(name, cfg, paper_name, desc, aliases))
@@ -171,6 +188,9 @@ def peers_root(data_root: str | Path | None = None) -> Path | None:
 
 def _peer_weights(variant: Variant, scale: int, data_root=None) -> Path:
     rel = PEER_WEIGHTS.get((variant.name, scale))
+    if rel is None and not any(n == variant.name for n, _ in PEER_WEIGHTS):
+        raise FileNotFoundError(f"{variant.name} has no trained weights reachable here: it is counted and timed "
+                                "only (complexity, latency)")
     if rel is None:
         raise FileNotFoundError(f"{variant.name} has no official weights at x{scale}; it has them at x"
                                 + "/x".join(str(s) for (n, s) in PEER_WEIGHTS if n == variant.name))

@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import plugins, report
 from .checkpoints import model_from_checkpoint
-from .complexity import breakdown, complexity_table
+from .complexity import breakdown, complexity_table, peers_complexity_table
 from .data import LRCache, list_images, model_input, prepare_pair, resolve_data_root, to_chw
 from .evaluate import evaluate
 from .latency import LatencySpec, latency_table
@@ -30,6 +30,12 @@ from .results import read_table, write_table
 from .stats import mean_ci, wilcoxon_p
 
 FULL_SETS = ["Set5", "Set14", "B100", "Urban100"]
+
+# Every peer in the complexity table: those with official weights, then the paper table's other methods
+# (models/classic.py) in the table's order; and the peers in the CPU latency table: those under about 15 G
+# multiply-accumulates per forward at its 96x96 LR size (VDSR, MSRN, MemNet, DRRN and DRCN cost 24 to 720 G at x2).
+PEERS_COUNTED = ("imdn", "carn-m", "srcnn", "fsrcnn", "vdsr", "drcn", "drrn", "memnet", "srmdnf", "carn", "msrn")
+PEERS_TIMED = ("imdn", "carn-m", "carn", "srmdnf", "srcnn", "fsrcnn")
 
 # The protocols each peer (official weights: registry.PEER_WEIGHTS) is graded under: IMDN under both gray-image
 # conventions (its paper uses basicsr's).
@@ -175,8 +181,7 @@ def step_complexity(r: Run) -> None:
                     for v in ("awsrn-s", "awsrn-sd", "awsrn-m", "awsrn-l") for s in (2, 4)])
     report.save_table(bd[["model", "scale", "module", "params", "multi_adds_g", "multi_adds_ntire_g"]], r.out,
                       "complexity_breakdown", floatfmt=".3f")
-    cxp = pd.concat([complexity_table(p, scales=(2, 3, 4)) for p in ("imdn", "carn-m")], ignore_index=True)
-    report.save_table(cxp, r.out, "complexity_peers", floatfmt=".3f")
+    report.save_table(peers_complexity_table(PEERS_COUNTED), r.out, "complexity_peers", floatfmt=".3f")
 
 
 def step_bicubic(r: Run) -> None:
@@ -236,6 +241,8 @@ def step_latency(r: Run) -> None:
     lat = pd.concat([latency_table(None, (2, 4), spec), latency_table(None, (2, 4), LatencySpec(
         **{**spec.__dict__, "deploy": True}))])
     report.save_table(lat, r.out, "latency_cpu", floatfmt=".2f")
+    peers = pd.concat([latency_table(name, (2, 4), spec) for name in PEERS_TIMED], ignore_index=True)
+    report.save_table(peers, r.out, "latency_peers_cpu", floatfmt=".2f")
     gpu = r.out / "gpu" / "latency_gpu.csv"        # a GPU run's record: each row against its traffic floor
     if gpu.is_file():
         report.save_table(report.latency_vs_floor(read_table(gpu)), r.out, "latency_floor", floatfmt=".3f")
@@ -381,6 +388,20 @@ def _floor_summary(path: Path) -> str:
     fastest = df.loc[df.groupby(["model", "scale"]).latency_ms.idxmin(), cols]
     return (shown[cols].to_markdown(index=False, floatfmt=".3f") + "\n\nThe fastest measured form of each model and "
             "scale (layouts picked by measurement):\n\n" + fastest.to_markdown(index=False, floatfmt=".3f") + "\n")
+
+
+def _latency_peers_summary(out: Path) -> str:
+    """AWSRN's training form and the timed peers in one table: latency, parameters and Multi-Adds per scale."""
+    lat, peers, cx, cxp = (out / f for f in ("latency_cpu.csv", "latency_peers_cpu.csv", "complexity.csv",
+                                            "complexity_peers.csv"))
+    if not all(p.is_file() for p in (lat, peers, cx, cxp)):
+        return "_(not produced in this run)_\n"
+    ours = read_table(lat)
+    rows = pd.concat([ours[~ours.deploy.astype(bool)], read_table(peers)], ignore_index=True)
+    counts = pd.concat([read_table(cx), read_table(cxp)])[["model", "scale", "params", "multi_adds_g"]]
+    rows = rows.merge(counts, on=["model", "scale"], how="left")
+    rows = rows[["scale", "model", "latency_ms", "params", "multi_adds_g"]].sort_values(["scale", "latency_ms"])
+    return rows.to_markdown(index=False, floatfmt=".1f") + "\n"
 
 
 def finetune_rows(out: Path, checkpoints: dict) -> tuple[pd.DataFrame | None, list[str]]:
@@ -651,8 +672,16 @@ def write_index(out: Path, note: str = "", checkpoints: dict | None = None) -> N
         _md(out / "peers.csv"),
         "Their parameters and Multi-Adds in the AWSRN paper's conventions, next to the published ones "
         "(`complexity_peers.{csv,md,tex}`; CARN-M's file holds all three upsamplers, 414,811 parameters, "
-        "where its paper prints 412K; IMDN counted x3 for a 427x240 LR input):\n",
+        "where its paper prints 412K; IMDN counted x3 for a 427x240 LR input). The table's other methods follow, "
+        "built from their papers (`benchmark/models/classic.py`, counted and timed only: no weights of them are "
+        "reachable here). Each cell is matched either by every parameter or by the conv weights alone "
+        "(`params_conv_weights`, `conv_weights_k_diff`), and `paper_counting` says how the table counted where it "
+        "did not count as fvcore does (`tests/test_classic.py` checks each statement):\n",
         _md(out / "complexity_peers.csv"),
+        "CPU latency of the peers under about 15 G multiply-accumulates per forward at 96x96 LR, with the spec of "
+        "`latency_cpu` (1 thread, the same input, same run; `latency_peers_cpu.{csv,md,tex}`), beside AWSRN's "
+        "training form:\n",
+        _latency_peers_summary(out),
         "## Gray images: `matlab` vs `basicsr` — `protocol_effect.{csv,md,tex}`\n",
         "The AWSRN/EDSR script grades a grayscale image on its own values; BasicSR and IMDN read every image "
         "as RGB (gray replicated), so a gray image is graded on Y = 16 + 0.8588 g, which shrinks its errors "

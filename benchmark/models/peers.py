@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import PeerConfig
 
-__all__ = ["IMDN", "CARNM", "build_peer"]
+__all__ = ["IMDN", "CARNM", "PEER_CLASSES"]
 
 
 # ---------------------------------------------------------------------------------------- IMDN
@@ -188,12 +188,16 @@ class CARNM(nn.Module):
         self.sub_mean = MeanShift(self.DIV2K_MEAN, -1)
         self.add_mean = MeanShift(self.DIV2K_MEAN, +1)
         self.entry = _conv(3, n_feats, 3)
-        self.b1, self.b2, self.b3 = (CascadingBlock(n_feats, groups) for _ in range(3))
+        self.b1, self.b2, self.b3 = (self.cascading_block(n_feats, groups) for _ in range(3))
         self.c1 = BasicBlock(n_feats * 2, n_feats, 1)
         self.c2 = BasicBlock(n_feats * 3, n_feats, 1)
         self.c3 = BasicBlock(n_feats * 4, n_feats, 1)
         self.upsample = MultiScaleUpsampler(n_feats, groups)
         self.exit = _conv(n_feats, 3, 3)
+
+    @staticmethod
+    def cascading_block(n_feats: int, groups: int) -> nn.Module:
+        return CascadingBlock(n_feats, groups)       # CARN (classic.py) puts its own block here
 
     @property
     def scale(self) -> int:
@@ -209,7 +213,3 @@ class CARNM(nn.Module):
 
 
 PEER_CLASSES = {"imdn": IMDN, "carn-m": CARNM}
-
-
-def build_peer(cfg: PeerConfig) -> nn.Module:
-    return PEER_CLASSES[cfg.arch](cfg)
