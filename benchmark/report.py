@@ -280,6 +280,45 @@ def fig_psnr_vs_latency(latency: pd.DataFrame, evals: pd.DataFrame, out: Path, d
     plt.close(fig)
 
 
+def fig_psnr_vs_latency_cpu(latency: pd.DataFrame, evals: pd.DataFrame, peers: pd.DataFrame, published: pd.DataFrame,
+                            out: Path, dataset: str = "Set5", scales=(2, 4)):
+    """PSNR against CPU latency (one forward, the same LR size and threads for every model), one panel per scale:
+    our checkpoints, the peers graded here (official weights, protocol ``matlab``) and, for the paper table's other
+    methods (no weights here), the PSNR their papers print. ``latency`` holds the rows of latency_cpu and
+    latency_peers_cpu; ``published`` has columns model, scale and psnr."""
+    lat = latency[~latency.deploy.astype(bool)] if "deploy" in latency else latency
+    lat = lat[["model", "scale", "latency_ms"]]
+    # our points carry the variant's letters (awsrn-sd-x2 -> SD): full names collide where M and L sit close
+    ours = evals[evals.dataset == dataset].assign(label=lambda d: d.model.str.removeprefix("awsrn-").str.upper())
+    groups = [("ours: AWSRN-S/SD/M/L, trained here", "tab:red", "*", 140, ours),
+              ("peers graded here", "tab:blue", "s", 40, peers[(peers.dataset == dataset) & (peers.protocol == "matlab")]
+               .assign(label=lambda d: d.model) if not peers.empty else peers),
+              ("PSNR printed in their papers", "tab:gray", "o", 40, published.assign(label=lambda d: d.model))]
+    fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 4.5), squeeze=False)
+    for ax, scale in zip(axes[0], scales):
+        for name, colour, marker, size, df in groups:
+            g = df[df.scale == scale].merge(lat, on=["model", "scale"]) if not df.empty else df
+            if g.empty:
+                continue
+            ax.scatter(g.latency_ms, g.psnr, c=colour, marker=marker, s=size, label=name)
+            for _, r in g.iterrows():
+                ax.annotate(r.label, (r.latency_ms, r.psnr), fontsize=7, color=colour, xytext=(4, 3),
+                            textcoords="offset points")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(f"x{scale}")
+        ax.set_xlabel(f"median latency (ms), {int(latency.lr_h.iloc[0])}x{int(latency.lr_w.iloc[0])} LR, "
+                      f"{int(latency.threads.iloc[0])} thread(s), {latency.device.iloc[0]}")
+        ax.set_ylabel(f"PSNR (dB), {dataset}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def fig_visual(crops_dir: Path, out: Path):
     """A grid from the saved crops: one row per image, HR, bicubic and each model, zoomed."""
     from PIL import Image

@@ -266,9 +266,36 @@ def step_ablations(r: Run) -> None:
     branch_pruning.plot(pr, r.out / branch_pruning.FIGURE)
 
 
+def fig_latency_cpu(r: Run) -> None:
+    """PSNR against CPU latency for our checkpoints, the peers graded here and the timed methods without weights
+    (their papers' PSNR, from the AWSRN paper table)."""
+    lat_files = [r.out / "latency_cpu.csv", r.out / "latency_peers_cpu.csv"]
+    if r.evals.empty or not all(p.is_file() for p in lat_files):
+        return
+    lat = pd.concat([read_table(p) for p in lat_files], ignore_index=True)
+    if lat.device.nunique() != 1 or lat.lr_h.nunique() != 1:      # never one figure from two machines or sizes
+        _log(f"fig_psnr_vs_latency_cpu: the latency tables disagree ({sorted(set(lat.device))}, LR "
+             f"{sorted(set(lat.lr_h))}), not drawn")
+        return
+    peers = read_table(r.out / "peers.csv") if (r.out / "peers.csv").is_file() else pd.DataFrame()
+    dataset = r.datasets[0]
+    published = []
+    for name in PEERS_TIMED:
+        variant = get_variant(name)
+        if any(n == name for n, _ in PEER_WEIGHTS):          # graded here, from its official weights
+            continue
+        for s in variant.scales:
+            row = variant.paper(s) or {}
+            if pd.notna(row.get(f"{dataset.lower()}_psnr", np.nan)):
+                published.append({"model": name, "scale": s, "psnr": row[f"{dataset.lower()}_psnr"]})
+    report.fig_psnr_vs_latency_cpu(lat, r.evals, peers, pd.DataFrame(published, columns=["model", "scale", "psnr"]),
+                                   r.out / "fig_psnr_vs_latency_cpu.png", dataset)
+
+
 def step_figures(r: Run) -> None:
     report.fig_psnr_vs_multiadds(Path(__file__).parent / "reference" / "awsrn_paper_table.csv", r.evals,
                                  r.out / "fig_psnr_vs_multiadds_set5_x2.png", scale=2)
+    fig_latency_cpu(r)
     gpu_lat = r.out / "gpu" / "latency_gpu.csv"
     if gpu_lat.is_file() and not r.evals.empty:
         g = read_table(gpu_lat)
@@ -682,6 +709,7 @@ def write_index(out: Path, note: str = "", checkpoints: dict | None = None) -> N
         "`latency_cpu` (1 thread, the same input, same run; `latency_peers_cpu.{csv,md,tex}`), beside AWSRN's "
         "training form:\n",
         _latency_peers_summary(out),
+        "![PSNR vs CPU latency](fig_psnr_vs_latency_cpu.png)\n",
         "## Gray images: `matlab` vs `basicsr` — `protocol_effect.{csv,md,tex}`\n",
         "The AWSRN/EDSR script grades a grayscale image on its own values; BasicSR and IMDN read every image "
         "as RGB (gray replicated), so a gray image is graded on Y = 16 + 0.8588 g, which shrinks its errors "
