@@ -290,9 +290,10 @@ def fig_psnr_vs_latency_cpu(latency: pd.DataFrame, evals: pd.DataFrame, peers: p
     lat = lat[["model", "scale", "latency_ms"]]
     # our points carry the variant's letters (awsrn-sd-x2 -> SD): full names collide where M and L sit close
     ours = evals[evals.dataset == dataset].assign(label=lambda d: d.model.str.removeprefix("awsrn-").str.upper())
+    graded = (peers[(peers.dataset == dataset) & (peers.protocol == "matlab")].assign(label=lambda d: d.model)
+              if not peers.empty else peers)
     groups = [("ours: AWSRN-S/SD/M/L, trained here", "tab:red", "*", 140, ours),
-              ("peers graded here", "tab:blue", "s", 40, peers[(peers.dataset == dataset) & (peers.protocol == "matlab")]
-               .assign(label=lambda d: d.model) if not peers.empty else peers),
+              ("peers graded here", "tab:blue", "s", 40, graded),
               ("PSNR printed in their papers", "tab:gray", "o", 40, published.assign(label=lambda d: d.model))]
     fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 4.5), squeeze=False)
     for ax, scale in zip(axes[0], scales):

@@ -54,7 +54,8 @@ def test_reproduce_without_data_root(tmp_path, monkeypatch):
                                                              "train_device": "cpu", "batch": 16, "schedule": "x"})
     reproduce(None, tmp_path / "results", tmp_path / "ck", latency_repeats=1, latency_lr=(24, 24))
     out = tmp_path / "results" / "embedded"      # never over the tables made from the benchmark sets
-    for name in ("complexity.csv", "complexity_peers.csv", "latency_peers_cpu.csv", "fig_psnr_vs_latency_cpu.png", "bicubic.md", "checkpoints_eval.tex", "paper_vs_ours.csv", "latency_cpu.csv",
+    for name in ("complexity.csv", "complexity_peers.csv", "latency_peers_cpu.csv", "fig_psnr_vs_latency_cpu.png",
+                 "bicubic.md", "checkpoints_eval.tex", "paper_vs_ours.csv", "latency_cpu.csv",
                  "awms_weights.csv", "branch_pruning.csv", "fig_branch_pruning.png", "fig_awms_weights.png",
                  "fig_psnr_vs_multiadds_set5_x2.png", "fig_visual.png", "README.md"):
         assert (out / name).is_file(), name
