@@ -1,4 +1,5 @@
-"""super-image's ``AwsrnModel`` (PyPI ``super-image``), for side-by-side checks and timings.
+"""super-image's ``AwsrnModel`` (PyPI ``super-image``), for side-by-side checks and timings, and its other model
+families (CARN, MSRN) as an independent count of the peers built in ``models/classic.py``.
 
 super-image imports torchvision when its package is imported, but only its training datasets use it
 (``super_image.data.datasets``: ``from torchvision.transforms import transforms``); the model classes
@@ -20,7 +21,13 @@ class SuperImageUnavailable(RuntimeError):
 
 def import_awsrn():
     """(AwsrnModel, AwsrnConfig) from super-image, or SuperImageUnavailable with the reason."""
-    names = ("super_image.models.awsrn.modeling_awsrn", "super_image.models.awsrn.configuration_awsrn")
+    return import_family("awsrn")
+
+
+def import_family(family: str):
+    """(<Family>Model, <Family>Config) of one of super-image's model families ('awsrn', 'carn', 'msrn', ...), or
+    SuperImageUnavailable with the reason."""
+    names = (f"super_image.models.{family}.modeling_{family}", f"super_image.models.{family}.configuration_{family}")
     placeholders = {}
     try:
         importlib.import_module("torchvision.transforms")
@@ -43,7 +50,8 @@ def import_awsrn():
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = v
-    return modeling.AwsrnModel, configuration.AwsrnConfig
+    stem = family.capitalize()
+    return getattr(modeling, f"{stem}Model"), getattr(configuration, f"{stem}Config")
 
 
 def build(cfg):

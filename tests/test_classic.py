@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import create_model
-from benchmark.complexity import count_conv_weights, count_params, peers_complexity_table
+from benchmark.complexity import count_conv_weights, count_params, model_complexity, peers_complexity_table
 from benchmark.models.classic import CLASSIC_CLASSES, PAPER_COUNTING
 from benchmark.paper import paper_row
 from benchmark.registry import get_variant, pretrained_weights
@@ -99,6 +99,21 @@ def test_carn_is_carn_m_without_sharing_and_groups():
     assert carn.b1.b1 is not carn.b1.b2 and carn.entry.groups == 1
     # the same multi-scale upsamplers and exit, without groups
     assert sorted(n for n, _ in carn.upsample.named_children()) == ["up2", "up3", "up4"]
+
+
+@pytest.mark.parametrize("name,scale,their_extra", [("carn", 4, 0), ("msrn", 3, 24)])
+def test_carn_and_msrn_count_as_super_image_builds_them(name, scale, their_extra):
+    """An independent build of the same networks (PyPI super-image): the same Multi-Adds and parameters (MSRN's
+    mean shift is two 1x1 convs there, 24 parameters, a buffer here)."""
+    from benchmark import superimage
+    try:
+        model_cls, config_cls = superimage.import_family(name)
+    except superimage.SuperImageUnavailable as exc:
+        pytest.skip(str(exc))
+    theirs, ours = model_cls(config_cls(scale=scale)).eval(), create_model(name, scale=scale)
+    assert count_params(theirs) == count_params(ours) + their_extra
+    assert model_complexity(theirs, scale)["multi_adds_g"] == pytest.approx(model_complexity(ours, scale)["multi_adds_g"],
+                                                                             rel=1e-12)
 
 
 def test_no_weights_are_reachable_for_them():
