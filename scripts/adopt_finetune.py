@@ -1,12 +1,14 @@
 """Make a finished fine-tune run (scripts/cpu_finetune.sh) the committed checkpoint, by the rule fixed before
 the runs: its final held-out PSNR must beat the checkpoint's last one (the test sets are only watched).
 
-    python scripts/adopt_finetune.py CK [CK ...] [--runs runs/ft] [--checkpoints checkpoints]
+    python scripts/adopt_finetune.py CK [CK ...] [--runs runs/ft] [--checkpoints checkpoints] [--float32]
 
 For each adopted run the previous weights are kept as <run>/previous.safetensors (for `awsrn-bench compare`),
 a float16 run also gets <run>/model_fp32.safetensors from its last resumable state (for
 scripts/fp16_storage_check.py), and model.safetensors, model.json, recipe.json and train_log.csv are copied into
-checkpoints/CK/. Grading stays a separate step (scripts/eval_checkpoints.py --only CK). Exit 1 when a run is
+checkpoints/CK/. --float32 commits a float16 run's float32 weights instead (recipe.json then says
+save_dtype float32), for a checkpoint whose float16 round trip moves a score by more than the 0.001 dB issue 9
+allows (results/fp16_storage.csv; later cycles of it then store float32 too). Grading stays a separate step (scripts/eval_checkpoints.py --only CK). Exit 1 when a run is
 not adopted, 2 on a missing or unfinished run.
 """
 from __future__ import annotations
@@ -50,7 +52,7 @@ def write_fp32(run: Path) -> Path:
     return save_native(model, run / "model_fp32.safetensors")
 
 
-def adopt(name: str, runs: Path, checkpoints: Path) -> tuple[bool, str]:
+def adopt(name: str, runs: Path, checkpoints: Path, float32: bool = False) -> tuple[bool, str]:
     run, ck = runs / name, checkpoints / name
     if not finished(run):
         raise FileNotFoundError(f"{run}: no finished run (model.safetensors missing or iterations not reached)")
@@ -59,10 +61,16 @@ def adopt(name: str, runs: Path, checkpoints: Path) -> tuple[bool, str]:
     if new <= old:
         return False, line + ": kept the checkpoint"
     shutil.copy2(ck / "model.safetensors", run / "previous.safetensors")
-    if json.loads((run / "recipe.json").read_text()).get("save_dtype") == "float16":
+    recipe = json.loads((run / "recipe.json").read_text())
+    half = recipe.get("save_dtype") == "float16"
+    if half:
         write_fp32(run)
     for f in FILES:
         shutil.copy2(run / f, ck / f)
+    if half and float32:
+        shutil.copy2(run / "model_fp32.safetensors", ck / "model.safetensors")
+        (ck / "recipe.json").write_text(json.dumps({**recipe, "save_dtype": "float32"}, indent=2) + "\n")
+        line += " (stored in float32)"
     return True, line + f": adopted (previous weights: {run / 'previous.safetensors'})"
 
 
@@ -71,11 +79,13 @@ def main(argv=None) -> int:
     ap.add_argument("names", nargs="+", help="checkpoint labels, e.g. awsrn-m-x4")
     ap.add_argument("--runs", type=Path, default=Path("runs/ft"))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
+    ap.add_argument("--float32", action="store_true",
+                    help="commit a float16 run's float32 weights (when float16 storage moves PSNR by > 0.001 dB)")
     args = ap.parse_args(argv)
     rc = 0
     for name in args.names:
         try:
-            ok, line = adopt(name, args.runs, args.checkpoints)
+            ok, line = adopt(name, args.runs, args.checkpoints, args.float32)
         except (FileNotFoundError, ValueError, KeyError) as exc:
             print(f"adopt_finetune: {exc}", file=sys.stderr)
             return 2

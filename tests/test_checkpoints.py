@@ -249,3 +249,12 @@ def test_adopt_finetune_copies_a_run_only_when_its_held_out_psnr_is_higher(tmp_p
     _fake_run(tmp_path / "runs/c", new, 31.0, iters_reached=None)
     assert mod.main(["c", *args]) == 2
     assert f"{tmp_path / 'runs/c'}: no finished run" in capsys.readouterr().err
+    # --float32: a float16 run whose round trip costs too much is committed with its float32 weights
+    _fake_run(tmp_path / "ck/d", old, 30.0)
+    _fake_run(tmp_path / "runs/d", new, 30.1, dtype=torch.float16)
+    assert mod.main(["d", *args, "--float32"]) == 0
+    assert "adopted (previous weights" in capsys.readouterr().out
+    ck = load_file(tmp_path / "ck/d/model.safetensors")
+    assert all(torch.equal(ck[k], v) for k, v in new.state_dict().items())   # bit for bit the run's float32
+    assert json.loads((tmp_path / "ck/d/recipe.json").read_text())["save_dtype"] == "float32"
+    assert json.loads((tmp_path / "runs/d/recipe.json").read_text())["save_dtype"] == "float16"   # the run's own
