@@ -657,6 +657,7 @@ class Trainer:
             self.log_rows = self.log_rows.to_dict("records")
         self.prior_iters = sum(int(s.get("iters") or 0) for s in self.segments)
         self.start, self.horizon = 0, cfg.iters
+        self.cut_short = False       # the time budget's hard stop ended the run before its horizon
         if self._resuming():
             self._restore()
         self._build_step()
@@ -848,7 +849,10 @@ class Trainer:
                        "segments": segs, "total_iters": sum(int(s["iters"] or 0) for s in segs),
                        "total_gpu_s": sum(float(s.get("gpu_s") or 0.0) for s in segs)}
         if final:
+            # a time budget may end a run before cfg.iters yet at the horizon it fitted (its cosine schedule ran
+            # to the end): that run is finished too (scripts/adopt_finetune.py takes either)
             self.recipe["iters_reached"] = self.it
+            self.recipe["schedule_complete"] = self.it >= self.horizon and not self.cut_short
         atomic_write_text(self.out / "recipe.json", json.dumps(self.recipe, indent=2, default=str) + "\n")
 
     def close_segment(self) -> None:
@@ -900,6 +904,13 @@ class TimeBudget:
     refit_every: int = 100           # rounds between re-fits (each waits for the device once)
 
 
+def _cut(t) -> None:
+    """End a run at the iteration it reached; one stopped before its horizon did not finish its schedule (its
+    lr had not decayed), which recipe.json records as ``schedule_complete`` false."""
+    t.cut_short = t.cut_short or t.it < t.horizon
+    t.horizon = t.it
+
+
 class _BudgetClock:
     def __init__(self, budget: TimeBudget, trainers: list[Trainer]):
         self.budget, self.trainers = budget, trainers
@@ -915,7 +926,7 @@ class _BudgetClock:
         left = b.seconds - (now - self.t0)
         for t in self.trainers:
             if left <= 0:                 # hard stop: every run ends here (finish() validates)
-                t.horizon = t.it
+                _cut(t)
                 continue
             # the horizon follows the measured speed both ways (capped by cfg.iters): a slow start (graph
             # capture, autotuning) must not shorten the whole run, as a shrink-only fit did (GPU runs of
@@ -933,7 +944,7 @@ class _BudgetClock:
         # out of time, even before the first fit (slow steps); under DDP the fits' broadcast stops every rank together
         if not self.distributed and time.perf_counter() - self.t0 >= b.seconds:
             for t in self.trainers:
-                t.horizon = t.it
+                _cut(t)
             return
         if self.rounds == b.warmup:
             for t in self.trainers:

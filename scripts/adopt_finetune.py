@@ -9,7 +9,8 @@ scripts/fp16_storage_check.py), and model.safetensors, model.json, recipe.json a
 checkpoints/CK/. --float32 commits a float16 run's float32 weights instead (recipe.json then says
 save_dtype float32), for a checkpoint whose float16 round trip moves a score by more than the 0.001 dB issue 9
 allows (results/fp16_storage.csv; later cycles of it then store float32 too). Grading stays a separate step (scripts/eval_checkpoints.py --only CK). Exit 1 when a run is
-not adopted, 2 on a missing or unfinished run.
+not adopted, 2 on a missing or unfinished run (a run its --time-budget shortened counts as finished when it
+reached the horizon the budget fitted: recipe.json ``schedule_complete``).
 """
 from __future__ import annotations
 
@@ -37,11 +38,13 @@ def last_val(log: Path) -> float:
 
 
 def finished(run: Path) -> bool:
-    """A run is finished when model.safetensors exists and recipe.json says it reached its iterations."""
+    """A run is finished when model.safetensors exists and recipe.json says it reached its iterations, or that
+    its time budget ended it at the horizon the budget fitted (``schedule_complete``: the lr decayed to its end);
+    a run cut by the budget's hard stop or by a signal is not."""
     if not (run / "model.safetensors").is_file():
         return False
     r = json.loads((run / "recipe.json").read_text())
-    return r.get("iters_reached") == r.get("iters")
+    return r.get("iters_reached") == r.get("iters") or r.get("schedule_complete") is True
 
 
 def write_fp32(run: Path) -> Path:
@@ -55,7 +58,8 @@ def write_fp32(run: Path) -> Path:
 def adopt(name: str, runs: Path, checkpoints: Path, float32: bool = False) -> tuple[bool, str]:
     run, ck = runs / name, checkpoints / name
     if not finished(run):
-        raise FileNotFoundError(f"{run}: no finished run (model.safetensors missing or iterations not reached)")
+        raise FileNotFoundError(f"{run}: no finished run (model.safetensors missing, or it stopped before the end "
+                                "of its schedule)")
     new, old = last_val(run / "train_log.csv"), last_val(ck / "train_log.csv")
     line = f"{name}: held-out {old:.4f} -> {new:.4f} dB ({new - old:+.4f})"
     if new <= old:

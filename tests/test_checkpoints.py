@@ -209,7 +209,7 @@ def _load_script(name):
     return mod
 
 
-def _fake_run(folder, model, val_psnr, dtype=None, iters_reached=10):
+def _fake_run(folder, model, val_psnr, dtype=None, iters_reached=10, schedule_complete=None):
     """A checkpoint or fine-tune folder as the trainer leaves it (model, recipe, log, resumable state)."""
     import json
 
@@ -217,8 +217,10 @@ def _fake_run(folder, model, val_psnr, dtype=None, iters_reached=10):
     from benchmark.checkpoints import save_native
     folder.mkdir(parents=True)
     save_native(model, folder / "model.safetensors", dtype=dtype)
-    (folder / "recipe.json").write_text(json.dumps({"iters": 10, "iters_reached": iters_reached,
-                                                    "save_dtype": "float16" if dtype else "float32"}))
+    recipe = {"iters": 10, "iters_reached": iters_reached, "save_dtype": "float16" if dtype else "float32"}
+    if schedule_complete is not None:
+        recipe["schedule_complete"] = schedule_complete
+    (folder / "recipe.json").write_text(json.dumps(recipe))
     pd.DataFrame({"iter": [5, 10], "val_psnr": [val_psnr - 1, val_psnr]}).to_csv(folder / "train_log.csv", index=False)
     torch.save({"model": model.state_dict()}, folder / "checkpoint.pt")
 
@@ -249,6 +251,13 @@ def test_adopt_finetune_copies_a_run_only_when_its_held_out_psnr_is_higher(tmp_p
     _fake_run(tmp_path / "runs/c", new, 31.0, iters_reached=None)
     assert mod.main(["c", *args]) == 2
     assert f"{tmp_path / 'runs/c'}: no finished run" in capsys.readouterr().err
+    # a run its time budget shortened: finished when it reached the horizon the budget fitted, not when cut
+    _fake_run(tmp_path / "runs/e", new, 31.0, iters_reached=7, schedule_complete=False)
+    assert mod.main(["e", *args]) == 2
+    assert f"{tmp_path / 'runs/e'}: no finished run" in capsys.readouterr().err
+    _fake_run(tmp_path / "ck/f", old, 30.0)
+    _fake_run(tmp_path / "runs/f", new, 30.1, iters_reached=7, schedule_complete=True)
+    assert mod.main(["f", *args]) == 0 and "adopted" in capsys.readouterr().out
     # --float32: a float16 run whose round trip costs too much is committed with its float32 weights
     _fake_run(tmp_path / "ck/d", old, 30.0)
     _fake_run(tmp_path / "runs/d", new, 30.1, dtype=torch.float16)

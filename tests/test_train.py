@@ -54,6 +54,7 @@ def test_resume_continues_exactly(train_dir, tmp_path):
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
     recipe = json.loads((tmp_path / "full/recipe.json").read_text())
     assert recipe["iters_reached"] == 6 and recipe["val_images"] == 2 and recipe["train_images"] == 5
+    assert recipe["schedule_complete"] is True
 
 
 def test_validating_more_often_leaves_the_trained_weights_unchanged(train_dir, tmp_path):
@@ -529,7 +530,8 @@ def test_a_sigterm_saves_the_run_where_it_stopped_and_resume_ends_where_the_whol
     assert signal.getsignal(signal.SIGTERM) is before
     log = pd.read_csv(tmp_path / "part/train_log.csv")
     assert log.iter.iloc[-1] == 4 and not np.isnan(log.val_psnr.iloc[-1])
-    assert json.loads((tmp_path / "part/recipe.json").read_text())["iters_reached"] == 4
+    part = json.loads((tmp_path / "part/recipe.json").read_text())
+    assert part["iters_reached"] == 4 and part["schedule_complete"] is False    # stopped before its horizon
     from safetensors import safe_open
     with safe_open(tmp_path / "part/model.safetensors", "pt") as f:
         assert f.metadata()["trained_iters"] == "4"
@@ -618,6 +620,31 @@ def test_time_budget_horizon_grows_back_after_a_slow_start(monkeypatch):
     clock["now"] += 0.01
     t.it += 1; c.rounds = 1099; c.after_round()
     assert t.horizon == 500                           # never past cfg.iters
+
+
+def test_time_budget_hard_stop_marks_the_run_cut_short_and_a_reached_horizon_does_not(monkeypatch):
+    """A run that reaches the horizon its budget fitted finished its schedule; one stopped by the budget's hard
+    stop before that horizon did not (recipe.json `schedule_complete`, which scripts/adopt_finetune.py reads)."""
+    from types import SimpleNamespace
+    from benchmark import train as tr
+    clock = {"now": 0.0}
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: clock["now"])
+
+    def run(seconds_per_round_after_probe):
+        t = SimpleNamespace(it=0, horizon=10**6, cut_short=False, world=1, cfg=SimpleNamespace(iters=10**6),
+                            bar=SimpleNamespace(total=None), sync=lambda: None)
+        clock["now"] = 0.0
+        c = tr._BudgetClock(tr.TimeBudget(100.0, warmup=10, probe=50, safety=0.9, refit_every=10**6), [t])
+        while t.it < t.horizon:
+            clock["now"] += 1.0 if c.rounds < 60 else seconds_per_round_after_probe
+            t.it += 1
+            c.after_round()
+        return t
+
+    steady = run(1.0)                     # the fitted horizon (60 + 0.9 * 40 = 96) is reached inside the budget
+    assert (steady.it, steady.cut_short) == (96, False)
+    slowed = run(4.0)                     # slower after the fit: the hard stop at 100 s ends it at 70 < 96
+    assert (slowed.it, slowed.horizon, slowed.cut_short) == (70, 70, True)
 
 
 def test_train_flags_are_the_fields_of_trainconfig():
