@@ -259,14 +259,15 @@ _RUN_KEYS = {"patch": int, "batch": int, "lr": float, "train_subset": int, "hr_r
              "ema": float, "loss": str, "name": str}
 
 
-def _run_spec(item: str, args) -> dict:
-    """One --runs item -> {model, scale, name and the _RUN_KEYS}; ValueError names the item and what is expected."""
+def run_spec(item: str, args=None) -> dict:
+    """One --runs item -> {model, scale, name and the _RUN_KEYS (unset ones from ``args``, else None)};
+    ValueError names the item and what is expected. scripts/gpu_carry.py reads the names with it."""
     parts = item.split(":")
     expected = f"--runs: {item!r} is not MODEL:SCALE[:PATCH][:KEY=VALUE...] (keys: {', '.join(_RUN_KEYS)})"
     if len(parts) < 2 or not parts[1].isdigit():
         raise ValueError(expected)
     spec = {"model": parts[0], "scale": int(parts[1]), "name": None,
-            **{k: getattr(args, k) for k in _RUN_KEYS if k != "name"}}
+            **{k: getattr(args, k, None) for k in _RUN_KEYS if k != "name"}}
     for i, part in enumerate(parts[2:]):
         if i == 0 and part.isdigit():
             spec["patch"] = int(part)
@@ -290,7 +291,7 @@ def cmd_train_group(args) -> int:
     cfgs = []
     for item in names(args.runs):
         try:
-            spec = _run_spec(item, args)
+            spec = run_spec(item, args)
         except ValueError as e:
             print(e, file=sys.stderr)
             return 2

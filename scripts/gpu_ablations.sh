@@ -8,7 +8,8 @@
 # $OUT/results.tar (unpack over the tree: `tar xf results.tar`), the studies' runs (weights, recipes, logs)
 # into $OUT/study_runs.tar.part*, the log into $OUT.
 # Carry .gpu/study (made by scripts/gpu_stage.sh: T91, BSD200, Set5, Set14 and the fvcore wheels the GPU
-# image lacks) and move every checkpoint but $PRUNE's out of the tree first (64 MiB in all).
+# image lacks) and stage the tree first: `python scripts/gpu_carry.py stage ablations` keeps $PRUNE's checkpoint
+# and the fine-tune table it merges into, and checks the call fits in its 64 MiB (`restore` after).
 # Two calls on one warm machine (the second within its 30 s idle window), each inside the 600 s a device
 # command may run:
 #   1. bash scripts/gpu_ablations.sh                                   (tests 80 s + data study <= 420 s)

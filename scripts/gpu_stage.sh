@@ -4,9 +4,8 @@
 #                                 wheels of fvcore and its pure-Python needs, which the GPU image lacks (pip
 #                                 cannot reach an index there); read by scripts/gpu_ablations.sh. About 46 MiB.
 #   scripts/gpu_stage.sh train    .gpu/data: copies of T91, BSD200 and Set5 for scripts/gpu_train.sh (40.1 MiB); with
-#                                 the M/L checkpoints alone in the tree (results/ and S/SD moved out) a call is 63.3 MiB
-#                                 of the 64 (2026-12-04; L x2 is stored in float32 since then: should the tree grow,
-#                                 put a float16 copy of it in place for the call, as the S/SD copies were in 2026-11).
+#                                 the M/L checkpoints alone in the tree a call is 63.4 MiB of the 64 (2026-12-04):
+#                                 scripts/gpu_carry.py stages the tree for a call and checks that it fits.
 #   scripts/gpu_stage.sh urban    .gpu/bench-sets (Set5, Set14, B100: 32 MiB) and .gpu/u100-{1,2,3,4} (Urban100/HR
 #                                 in quarters, about 24 MiB each): Urban100 (94 MiB) cannot travel in one call, so
 #                                 the evaluate-overhead run takes three calls on one warm machine (README).

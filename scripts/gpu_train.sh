@@ -5,6 +5,8 @@
 # throughput side by side (fp32, bf16 and channels_last inside the graph, batch 64); (2) train every variant of the paper's table together (one process, one CUDA
 # stream each), continuing from checkpoints/ where a checkpoint exists, for TOTAL_S seconds in all;
 # (3) pack the runs into $OUT. Tried on the CPU first with: DEVICE=cpu TOTAL_S=60 RUNS=awsrn-s:4 ...
+# Stage the tree first: `python scripts/gpu_carry.py stage train --runs $RUNS` (the 13 runs' checkpoints and the
+# training images do not fit in one call's 64 MiB: README "Training on a GPU" splits them over two calls).
 # A run named probe-* starts from scratch (no checkpoint of that name): the batch/lr recipe probes, whose
 # Set5 PSNR against GPU-seconds is the evidence for the recipe (README "Training on a GPU"; results: docs/experiments.md).
 set -u

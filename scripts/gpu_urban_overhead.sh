@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The evaluate overhead on a GPU over Set5, Set14, B100 and Urban100, which cannot travel in one call (94 MiB
 # of the 64 MiB a call carries). Three calls on one warm machine (ignored paths carried earlier stay there),
-# with results/ and checkpoints/ moved out of the tree and the folders made by `scripts/gpu_stage.sh urban`:
+# with the tree staged by `python scripts/gpu_carry.py stage urban` (results/ and checkpoints/ out; `restore` after)
+# and the folders made by `scripts/gpu_stage.sh urban`:
 #   1. carry .gpu/bench-sets and .gpu/u100-1, command `true`
 #   2. carry .gpu/u100-2 and .gpu/u100-3, command `true`
 #   3. carry .gpu/u100-4, command `bash scripts/gpu_urban_overhead.sh`
