@@ -314,7 +314,8 @@ def fig_psnr_vs_latency_cpu(latency: pd.DataFrame, evals: pd.DataFrame, peers: p
                       f"{int(latency.threads.iloc[0])} thread(s), {latency.device.iloc[0]}")
         ax.set_ylabel(f"PSNR (dB), {dataset}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a panel without any graded point (no data root) has no legend
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -60,6 +60,7 @@ def _cli(*args, env=None):
 
 
 # 1. decompression bomb --------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")   # Pillow warns first, by design
 def test_an_image_declaring_too_many_pixels_is_not_decoded_and_the_rest_is_graded(tmp_path, monkeypatch):
     import benchmark.data as data
     root = _root(tmp_path, _crops(3))
