@@ -64,14 +64,22 @@ def adopt(name: str, runs: Path, checkpoints: Path, float32: bool = False) -> tu
     line = f"{name}: held-out {old:.4f} -> {new:.4f} dB ({new - old:+.4f})"
     if new <= old:
         return False, line + ": kept the checkpoint"
-    shutil.copy2(ck / "model.safetensors", run / "previous.safetensors")
     recipe = json.loads((run / "recipe.json").read_text())
     half = recipe.get("save_dtype") == "float16"
-    if half:
+    fp32 = half and (run / "checkpoint.pt").is_file()
+    if half and not fp32:
+        # a GPU run brings back its float16 weights only (scripts/gpu_train.sh packs no checkpoint.pt): those
+        # are the model, graded as stored; there is no float32 twin to round-trip against or to commit
+        if float32:
+            raise FileNotFoundError(f"{run}: --float32 needs {run / 'checkpoint.pt'} (the run's float32 state); "
+                                    "a GPU run brings back its float16 weights only")
+        line += " (float16 weights as trained: no float32 state came back)"
+    shutil.copy2(ck / "model.safetensors", run / "previous.safetensors")
+    if fp32:
         write_fp32(run)
     for f in FILES:
         shutil.copy2(run / f, ck / f)
-    if half and float32:
+    if fp32 and float32:
         shutil.copy2(run / "model_fp32.safetensors", ck / "model.safetensors")
         (ck / "recipe.json").write_text(json.dumps({**recipe, "save_dtype": "float32"}, indent=2) + "\n")
         line += " (stored in float32)"

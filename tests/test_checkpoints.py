@@ -268,3 +268,30 @@ def test_adopt_finetune_copies_a_run_only_when_its_held_out_psnr_is_higher(tmp_p
     assert all(torch.equal(ck[k], v) for k, v in new.state_dict().items())   # bit for bit the run's float32
     assert json.loads((tmp_path / "ck/d/recipe.json").read_text())["save_dtype"] == "float32"
     assert json.loads((tmp_path / "runs/d/recipe.json").read_text())["save_dtype"] == "float16"   # the run's own
+
+
+def test_adopt_finetune_takes_a_gpu_runs_float16_weights_as_they_are(tmp_path, capsys):
+    """scripts/gpu_train.sh brings back model.safetensors without checkpoint.pt: a float16 run is adopted as
+    trained (no float32 twin is invented), and --float32 on it is refused in one line, touching nothing."""
+    from safetensors.torch import load_file
+    mod = _load_script("adopt_finetune")
+    tiny = dict(scale=2, n_feats=8, block_feats=16, n_awru=1)
+    torch.manual_seed(0)
+    old, new = create_model("awsrn-s", **tiny), create_model("awsrn-s", **tiny)
+    args = ["--runs", str(tmp_path / "runs"), "--checkpoints", str(tmp_path / "ck")]
+    for name in ("g", "h"):
+        _fake_run(tmp_path / f"ck/{name}", old, 30.0)
+        _fake_run(tmp_path / f"runs/{name}", new, 30.2, dtype=torch.float16)
+        (tmp_path / f"runs/{name}/checkpoint.pt").unlink()
+    before = (tmp_path / "ck/h/model.safetensors").read_bytes()
+    assert mod.main(["h", *args, "--float32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"adopt_finetune: {tmp_path / 'runs/h'}: --float32 needs {tmp_path / 'runs/h/checkpoint.pt'} "
+                   "(the run's float32 state); a GPU run brings back its float16 weights only")
+    assert (tmp_path / "ck/h/model.safetensors").read_bytes() == before
+    assert not (tmp_path / "runs/h/previous.safetensors").exists()
+    assert mod.main(["g", *args]) == 0
+    assert "(+0.2000) (float16 weights as trained: no float32 state came back): adopted" in capsys.readouterr().out
+    ck = load_file(tmp_path / "ck/g/model.safetensors")
+    assert all(torch.equal(ck[k], v.half()) for k, v in new.state_dict().items())
+    assert not (tmp_path / "runs/g/model_fp32.safetensors").exists()
