@@ -19,7 +19,12 @@ DATA=.gpu/data/train/T91,.gpu/data/train/BSD200
 # is left out, so 48 px at x4 (192 px HR) trains on 232 of the 281 images (38 of T91's 87) and 32 px on 274. Continuing
 # the committed AWSRN-S x4 for 4,000 iterations on 32 px beat the same cycle on 48 px by +0.025 [+0.020, +0.031] dB on
 # all 219 test images, every set up, at 0.47x the CPU time (docs/experiments.md); L x8 on 16 px gained held-out +0.10 dB
-RUNS=${RUNS:-awsrn-s:4:32,awsrn-s:3,awsrn-s:2,awsrn-sd:4:32,awsrn-sd:3,awsrn-sd:2,awsrn-m:4:32,awsrn-m:3,awsrn-m:2,awsrn-l:4:32,awsrn-l:3,awsrn-l:2,awsrn-l:8:16}
+# (x2 and x3 on 32 px too, as every CPU cycle since; a run's own :lr= or :patch= overrides the defaults)
+RUNS=${RUNS:-awsrn-s:4:32,awsrn-s:3:32,awsrn-s:2:32,awsrn-sd:4:32,awsrn-sd:3:32,awsrn-sd:2:32,awsrn-m:4:32,awsrn-m:3:32,awsrn-m:2:32,awsrn-l:4:32,awsrn-l:3:32,awsrn-l:2:32,awsrn-l:8:16}
+# the peak of each new cosine cycle: 1e-3 (the paper's) restarted young checkpoints; the committed ones had 26,800 to
+# 78,300 iterations when one 5e-4 cycle (14,681 or 30,858 iterations) lifted the held-out PSNR of 12 of 13 (GPU
+# session of 2026-12-04, docs/experiments.md)
+LR=${LR:-5e-4}
 CONTINUE_FROM=${CONTINUE_FROM:-checkpoints}   # a second call on the warm machine: runs_prev (see README)
 VAL_EVERY=${VAL_EVERY:-2500}
 # bf16 autocast + channels_last: 1.49x the fp32 graph step on an H200 (results/gpu/train_throughput_gpu.csv) for
@@ -58,7 +63,7 @@ train_group() {   # $1: seconds for train-group (set-up included); more flags fo
   # would mean no limit, so callers check MIN_TRAIN_S first
   local budget=$1; shift
   timeout -k 45 $((budget + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE \
-    --time-budget "$budget" --out runs --continue-from $CONTINUE_FROM --monitor Set5 \
+    --time-budget "$budget" --out runs --continue-from $CONTINUE_FROM --monitor Set5 --lr "$LR" \
     --compact-above ${COMPACT_ABOVE:-1000000} --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 \
     --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION --quiet "$@"
 }
