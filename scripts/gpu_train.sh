@@ -41,7 +41,7 @@ EMA=${EMA:-0}
 # the pixel loss (train --loss): l1 as the paper; LOSS=l2 for a last cycle on the mean squared error (docs/experiments.md)
 LOSS=${LOSS:-l1}
 # the AWMS trained as one conv (train --awms-one-conv: the same gradients, 81 instead of 164 taps; 1.25x the CPU's
-# forward + backward of AWSRN-S x4). auto: on when step 1 of this run measured its graph step faster than the same
+# bf16 step of AWSRN-S x4, results/train_throughput_cpu.csv). auto: on when step 1 of this run measured its graph step faster than the same
 # step with the four branches (bf16, channels_last), off when it did not or was skipped (SPEED_ITERS=0); 1 or 0 force it
 AWMS_ONE_CONV=${AWMS_ONE_CONV:-auto}
 t_start=$(date +%s)
