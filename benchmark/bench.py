@@ -192,11 +192,16 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
                ("fast, bf16, channels_last, ema 0.999", dict(fast=True, amp="bf16", channels_last=True, ema=0.999),
                 fast_iters),
                ("fast, batch 64", dict(fast=True, batch=64), fast_iters // 2),
+               # the AWMS trained as one conv of its largest kernel (train --awms-one-conv): 81 taps instead of 164
+               ("fast, bf16, channels_last, AWMS one conv",
+                dict(fast=True, amp="bf16", channels_last=True, awms_one_conv=True), fast_iters),
                # last, since compiling takes a while: the compiled model (Inductor fuses the elementwise ops
                # between the convolutions) inside our graph, with bf16 and channels_last; then the other
                # way to static shapes, torch.compile's own CUDA graphs (Adam outside them)
                ("fast, compiled in the graph, bf16, channels_last",
                 dict(fast=True, compile=True, amp="bf16", channels_last=True), fast_iters),
+               ("fast, compiled in the graph, bf16, channels_last, AWMS one conv",
+                dict(fast=True, compile=True, amp="bf16", channels_last=True, awms_one_conv=True), fast_iters),
                ("fast, compile reduce-overhead", dict(fast=True, compile=True, compile_mode="reduce-overhead"),
                 fast_iters)]
     if not cuda:
@@ -206,12 +211,17 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
                                  ("fast, no graph, bf16, channels_last",
                                   dict(fast=True, graph=False, amp="bf16", channels_last=True), eager_iters),
                                  ("fast, no graph, bf16, channels_last, ema 0.999",
-                                  dict(fast=True, graph=False, amp="bf16", channels_last=True, ema=0.999), eager_iters)]
+                                  dict(fast=True, graph=False, amp="bf16", channels_last=True, ema=0.999), eager_iters),
+                                 ("fast, no graph, AWMS one conv",
+                                  dict(fast=True, graph=False, awms_one_conv=True), eager_iters),
+                                 ("fast, no graph, bf16, channels_last, AWMS one conv",
+                                  dict(fast=True, graph=False, amp="bf16", channels_last=True, awms_one_conv=True),
+                                  eager_iters)]
     rows = []
     for name, kw, n in configs:
         cfg = replace(base, out=f"{tmp}/{len(rows)}", **kw)
         row = {"step": name, "model": model, "scale": scale, "batch": cfg.batch, "patch": cfg.patch,
-               "amp": cfg.amp, "channels_last": cfg.channels_last, "iters_timed": n,
+               "amp": cfg.amp, "channels_last": cfg.channels_last, "awms_one_conv": cfg.awms_one_conv, "iters_timed": n,
                "device": device_name(device), "torch_version": torch.__version__}
         if not cuda:        # two CPUs of one name may differ in what bf16 costs (native_bf16)
             row["cpu_isa"] = cpu_isa()

@@ -96,6 +96,10 @@ class TrainConfig:
     fast: bool = _opt(True, "the fast step: batched patch sampler + fused Adam (+ CUDA graph on CUDA); without it "
                             "the eager step (per-patch sampling loop, unfused Adam), for comparison")
     graph: bool = _opt(True, "with the fast step on CUDA, capture forward + backward + Adam as a CUDA graph")
+    awms_one_conv: bool = _opt(False, "train the AWMS tail as one conv of its largest kernel, built at every step "
+                                      "from the branches' weights and lambdas (the deploy form's fusion, kept "
+                                      "differentiable): the same function and gradients up to rounding, 81 instead "
+                                      "of 164 taps per pixel; the saved weights are the branches' as always")
     init_from: str | None = _opt(None, "checkpoint to start from: a new segment of that run, or the full-AWMS "
                                        "model a pruned variant is fine-tuned from")
     time_budget_s: float | None = _opt(None, "seconds: after a short probe the run sets its length (and the "
@@ -129,14 +133,17 @@ class TrainConfig:
         if not 0 <= self.hr_rescale <= 5:
             raise ValueError(f"hr_rescale must be 0 to 5 (copies at 0.9 down to 0.5), got {self.hr_rescale!r}")
         from .registry import REGISTRY
-        REGISTRY.get(self.model).config_for(self.scale, **self.overrides)   # a bad name or --set before any file
+        net = REGISTRY.get(self.model).config_for(self.scale, **self.overrides)  # a bad name or --set before any file
+        if self.awms_one_conv and not hasattr(net, "awms_kernels"):
+            raise ValueError(f"awms_one_conv (--awms-one-conv): {self.model} has no AWMS tail to train as one conv; "
+                             "it applies to the AWSRN variants")
 
 
 # ------------------------------------------------------------------------------------------ data
 # the recipe keys that change what a run learns: a study's or fine-tune's run folder names the ones that
 # differ from TrainConfig's defaults, so a run made with other values never stands in for this one
 RUN_KEYS = ("batch", "patch", "lr", "amp", "channels_last", "val_images", "train_subset", "hr_rescale", "min_hr_side",
-            "ema", "loss")
+            "ema", "loss", "awms_one_conv")
 
 
 def run_tag(recipe: dict) -> str:
@@ -681,6 +688,8 @@ class Trainer:
         self.model = create_model(cfg.model, scale=cfg.scale, **cfg.overrides).to(self.device)
         if cfg.init_from and not self._resuming():     # a resumed run restores its own state
             load_pruned(self.model, cfg.init_from)
+        if cfg.awms_one_conv:            # TrainConfig checked that the model has an AWMS tail
+            self.model.tail.one_conv = True
         self.model.train()
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -830,7 +839,8 @@ class Trainer:
         return {"segment": len(self.segments) + 1, "model": cfg.model, "iters": self.it, "lr": cfg.lr,
                 "schedule": cfg.schedule, "batch": cfg.batch, "patch": cfg.patch, "seed": cfg.seed,
                 "device": device_name(self.device), "fast": cfg.fast, "graph": self.use_graph, "amp": cfg.amp,
-                "channels_last": cfg.channels_last, "wall_s": wall, "concurrent": self.concurrent,
+                "channels_last": cfg.channels_last, "awms_one_conv": cfg.awms_one_conv,
+                "wall_s": wall, "concurrent": self.concurrent,
                 "gpu_s": wall * self.gpu_share if self.device.type == "cuda" else 0.0,
                 "init_from": cfg.init_from, "date": time.strftime("%Y-%m-%d"),
                 # the data of this segment (a fine-tune may add downscaled copies the earlier segments lacked)

@@ -40,6 +40,10 @@ HR_RESCALE=${HR_RESCALE:-4}
 EMA=${EMA:-0}
 # the pixel loss (train --loss): l1 as the paper; LOSS=l2 for a last cycle on the mean squared error (docs/experiments.md)
 LOSS=${LOSS:-l1}
+# the AWMS trained as one conv (train --awms-one-conv: the same gradients, 81 instead of 164 taps; 1.25x the CPU's
+# bf16 step of AWSRN-S x4, results/train_throughput_cpu.csv). auto: on when step 1 of this run measured its graph step faster than the same
+# step with the four branches (bf16, channels_last), off when it did not or was skipped (SPEED_ITERS=0); 1 or 0 force it
+AWMS_ONE_CONV=${AWMS_ONE_CONV:-auto}
 t_start=$(date +%s)
 exec > >(tee "$OUT/gpu_train.log") 2>&1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
@@ -54,6 +58,19 @@ fi
 if grep -q "'equal': False" "$OUT/gpu_train.log"; then
   echo "the graph step differs from the eager step: training without graphs"; GRAPH_FLAG="--no-graph"
 fi
+if [ "$AWMS_ONE_CONV" = auto ]; then
+  AWMS_ONE_CONV=$(python3 - "$OUT/gpu/train_throughput_gpu.csv" <<'PY'
+import sys, pandas as pd
+try:
+    rate = pd.read_csv(sys.argv[1]).set_index("step").it_per_s
+    print(int(rate["fast, bf16, channels_last, AWMS one conv"] > rate["fast, bf16, channels_last"]))
+except Exception:          # no table (SPEED_ITERS=0) or a form that failed: the branches, as measured before
+    print(0)
+PY
+)
+fi
+ONE_CONV_FLAG=""; [ "$AWMS_ONE_CONV" = 1 ] && ONE_CONV_FLAG="--awms-one-conv"
+echo "AWMS one conv: $AWMS_ONE_CONV"
 
 # seconds left of TOTAL_S, less 25 s for packing
 left() { echo $(( TOTAL_S - ($(date +%s) - t_start) - 25 )); }
@@ -65,7 +82,7 @@ train_group() {   # $1: seconds for train-group (set-up included); more flags fo
   timeout -k 45 $((budget + 60)) python3 -m benchmark.cli train-group --runs "$RUNS" --data $DATA --device $DEVICE \
     --time-budget "$budget" --out runs --continue-from $CONTINUE_FROM --monitor Set5 --lr "$LR" \
     --compact-above ${COMPACT_ABOVE:-1000000} --log-every 500 --val-every $VAL_EVERY --ckpt-every 100000 \
-    --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION --quiet "$@"
+    --hr-rescale $HR_RESCALE --ema $EMA --loss $LOSS $PRECISION $ONE_CONV_FLAG --quiet "$@"
 }
 budget=$(left)
 echo "== 2. train $RUNS together for ${budget}s (set-up included)"

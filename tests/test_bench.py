@@ -37,8 +37,10 @@ def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys, m
     df = pd.read_csv(tmp_path / "train_throughput_cpu.csv")
     # no CUDA graph on the CPU; bf16 autocast instead
     assert list(df.step) == ["eager", "fast, no graph", "fast, no graph, bf16", "fast, no graph, bf16, channels_last",
-                             "fast, no graph, bf16, channels_last, ema 0.999"]
-    assert df.amp.tolist() == ["none", "none", "bf16", "bf16", "bf16"] and df.error.isna().all()
+                             "fast, no graph, bf16, channels_last, ema 0.999", "fast, no graph, AWMS one conv",
+                             "fast, no graph, bf16, channels_last, AWMS one conv"]
+    assert df.amp.tolist() == ["none", "none", "bf16", "bf16", "bf16", "none", "bf16"] and df.error.isna().all()
+    assert df.awms_one_conv.tolist() == [False] * 5 + [True] * 2
     assert df.speedup_it_vs_eager.iloc[0] == 1.0
     assert df.patches_per_s.tolist() == pytest.approx((df.it_per_s * df.batch).tolist())
     assert "graph_equals_eager" not in df

@@ -774,3 +774,54 @@ def test_the_l2_loss_step_descends_the_mean_squared_error_and_names_the_run(trai
     assert run_tag({"loss": "l2", "hr_rescale": 4}) == "-hr_rescale4-lossl2" and run_tag({"loss": "l1"}) == ""
     with pytest.raises(ValueError, match=r"loss must be one of l1, l2, got 'huber'"):
         _cfg(train_dir, "unused", loss="huber")
+
+
+@pytest.mark.parametrize("name,scale", [("awsrn-s", 4), ("awsrn-sd-awms59", 3), ("awsrn-m-bam", 2)])
+def test_the_one_conv_awms_gives_the_branches_output_and_gradients(name, scale, monkeypatch):
+    """train --awms-one-conv: in float64 the one conv built from the branches equals their sum, and every
+    parameter (each branch's weight_v, weight_g, bias and lambda included) gets the same gradient."""
+    from benchmark.models.awsrn import AWMS
+    from tests.reference_awsrn import randomize
+    x = torch.rand(2, 3, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(scale))
+    target = torch.rand(2, 3, 9 * scale, 7 * scale, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    results = []
+    for one_conv in (False, True):
+        torch.manual_seed(0)
+        m = randomize(create_model(name, scale=scale, n_lfb=1, n_awru=1), seed=scale).double()
+        m.tail.one_conv = one_conv
+        if one_conv:        # the branches are not run
+            monkeypatch.setattr(AWMS, "branch", lambda *a: pytest.fail("a branch ran in the one-conv form"))
+        y = m(x)
+        (y - target).abs().mean().backward()
+        results.append((y.detach(), {k: p.grad for k, p in m.named_parameters()}))
+    (y0, g0), (y1, g1) = results
+    assert (y0 - y1).abs().max().item() < 1e-12
+    assert g0.keys() == g1.keys() and any(k.startswith("tail.scale_k") for k in g0)
+    for k in g0:
+        assert torch.allclose(g0[k], g1[k], rtol=1e-9, atol=1e-13), k
+
+
+def test_a_one_conv_awms_run_trains_like_the_branches_resumes_exactly_and_saves_the_branches(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path / "branches"), progress=False)
+    train(_cfg(train_dir, tmp_path / "one", awms_one_conv=True), progress=False)
+    train(_cfg(train_dir, tmp_path / "part", awms_one_conv=True, iters=4), progress=False)
+    train(_cfg(train_dir, tmp_path / "part", awms_one_conv=True), resume=True, progress=False)
+    b, o, p = (pd.read_csv(tmp_path / f"{r}/train_log.csv") for r in ("branches", "one", "part"))
+    assert np.allclose(b.loss, o.loss, rtol=1e-4) and not np.array_equal(b.loss.values, o.loss.values)
+    assert np.array_equal(p.loss.values, o.loss.values)
+    sd_b, sd_o = (read_checkpoint(tmp_path / f"{r}/model.safetensors").state_dict for r in ("branches", "one"))
+    assert sd_b.keys() == sd_o.keys() and "tail.tail_k9.weight_v" in sd_o
+    recipe = json.loads((tmp_path / "one/recipe.json").read_text())
+    assert recipe["awms_one_conv"] is True and recipe["segments"][-1]["awms_one_conv"] is True
+    from benchmark.train import run_tag
+    assert run_tag({"awms_one_conv": True, "amp": "bf16"}) == "-ampbf16-awms_one_conv"
+
+
+def test_one_conv_awms_on_a_model_without_one_is_one_line(train_dir, tmp_path):
+    with pytest.raises(ValueError, match="awms_one_conv .--awms-one-conv.: imdn has no AWMS tail"):
+        _cfg(train_dir, tmp_path / "x", model="imdn", overrides={}, awms_one_conv=True)
+    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "train", "--data", str(train_dir), "--model", "carn-m",
+                          "--awms-one-conv", "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "awsrn-bench train: error: awms_one_conv (--awms-one-conv): carn-m has no AWMS tail to train as one conv; "
+        "it applies to the AWSRN variants"], out.stderr

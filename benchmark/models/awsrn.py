@@ -8,6 +8,7 @@ Wang, Li, Shi 2019, arXiv 1904.02358; official code github.com/ChaofWang/AWSRN (
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import AWSRNConfig
@@ -111,6 +112,9 @@ class AWMS(nn.Module):
             self.add_module(f"tail_k{k}", WNConv2d(n_feats, out_feats, k))
             self.add_module(f"scale_k{k}", Scale(0.25))
         self.pixelshuffle = nn.PixelShuffle(scale)
+        # the training-time form (train --awms-one-conv): one conv of the largest kernel whose weights are built
+        # from the branches' at every call; a computation choice, not structure, so not in the state dict
+        self.one_conv = False
 
     # The state-dict names of branch k (kept from the official code, so its checkpoints load as they are).
     # Everything outside this class asks these methods instead of rebuilding the strings.
@@ -148,27 +152,35 @@ class AWMS(nn.Module):
         return self.pixelshuffle(self.lam(k)(self.conv(k)(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.one_conv:
+            # PixelShuffle and the lambdas are linear, so the sum of the branches is one conv whose kernel is the
+            # lambda-weighted sum of the zero-padded kernels: 81 taps per pixel instead of 3^2+5^2+7^2+9^2 = 164,
+            # and gradients reach every branch's weight_v, weight_g, bias and lambda through that sum
+            w, b = self.combined_weights()
+            return self.pixelshuffle(F.conv2d(x, w, b, padding=max(self.kernels) // 2))
         out = None
         for k in self.kernels:
             y = self.branch(k, x)
             out = y if out is None else out + y
         return out
 
-    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def combined_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) of the one conv of the largest kernel equal to the sum of the branches before
-        PixelShuffle: each kernel zero-padded to the largest and weighted by its lambda."""
+        PixelShuffle: each kernel zero-padded to the largest and weighted by its lambda, summed in kernel order.
+        Differentiable (the ``one_conv`` training form); :meth:`fused_weights` is its detached copy."""
         kmax = max(self.kernels)
-        first = self.conv(self.kernels[0])
-        w = torch.zeros(first.out_channels, first.in_channels, kmax, kmax, dtype=first.weight_v.dtype,
-                        device=first.weight_v.device)
-        b = torch.zeros(first.out_channels, dtype=w.dtype, device=w.device)
-        with torch.no_grad():
-            for k in self.kernels:
-                conv, lam = self.conv(k), self.lam(k).scale.detach()
-                p = (kmax - k) // 2
-                w[:, :, p:p + k, p:p + k] += conv.weight * lam
-                b += conv.bias * lam
+        w = b = None
+        for k in self.kernels:
+            conv, lam = self.conv(k), self.lam(k).scale
+            p = (kmax - k) // 2
+            wk, bk = F.pad(conv.weight * lam, (p, p, p, p)), conv.bias * lam
+            w, b = (wk, bk) if w is None else (w + wk, b + bk)
         return w, b
+
+    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`combined_weights` for the deploy form (no graph to the parameters)."""
+        with torch.no_grad():
+            return self.combined_weights()
 
     def fuse(self) -> nn.Sequential:
         """One conv of the largest kernel, then PixelShuffle."""
