@@ -114,9 +114,10 @@ def eval_overhead(datasets=("Set5", "Set14", "B100", "Urban100"), data_root=None
     return pd.DataFrame(rows)
 
 
-def graph_equals_eager(device: str, steps: int = 3, ema: float = 0.9) -> dict:
+def graph_equals_eager(device: str, steps: int = 3, ema: float = 0.9, awms_one_conv: bool = False) -> dict:
     """The same fixed batch through the eager fused step and the CUDA-graph step, both updating a weight
-    average (``ema``, as ``train --ema``): loss, parameters and averages."""
+    average (``ema``, as ``train --ema``): loss, parameters and averages. ``awms_one_conv``: both with the AWMS
+    trained as one conv (``train --awms-one-conv``)."""
     from .registry import create_model
     from .train import EagerStep, GraphStep, TrainConfig, WeightEMA, make_optimizer
     g = torch.Generator().manual_seed(0)
@@ -127,6 +128,7 @@ def graph_equals_eager(device: str, steps: int = 3, ema: float = 0.9) -> dict:
     for graph in (False, True):
         torch.manual_seed(0)
         model = create_model("awsrn-s", scale=4).to(device)
+        model.tail.one_conv = awms_one_conv
         avg = WeightEMA(model, ema) if ema else None
         opt = make_optimizer(model, cfg, torch.device(device), graph=graph)
         if graph:
@@ -180,8 +182,14 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
     cuda = device.startswith("cuda")
     check = None
     if cuda:
-        check = graph_equals_eager(device)
-        log(f"graph step vs eager step, fixed batch, 3 steps: {check}")
+        check = {False: graph_equals_eager(device)}
+        log(f"graph step vs eager step, fixed batch, 3 steps: {check[False]}")
+        try:        # the forms with the AWMS as one conv are checked on their own (scripts/gpu_train.sh reads it)
+            check[True] = graph_equals_eager(device, awms_one_conv=True)
+        except Exception as exc:
+            check[True] = {"equal": False, "max_param_diff": float("nan"), "max_ema_diff": float("nan"),
+                           "error": f"{type(exc).__name__}: {exc}"[:300]}
+        log("the same with the AWMS as one conv: " + ", ".join(f"{k} {v}" for k, v in check[True].items()))
     configs = [("eager", dict(fast=False), eager_iters),
                ("fast, no graph", dict(fast=True, graph=False), eager_iters),
                ("fast", dict(fast=True), fast_iters),
@@ -238,11 +246,12 @@ def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: 
 
 
 def _throughput_table(rows: list[dict], check: dict | None) -> pd.DataFrame:
+    """``check``: {awms_one_conv: graph_equals_eager(...)}; each row gets the check of its own AWMS form."""
     df = pd.DataFrame(rows)
     df["speedup_it_vs_eager"] = df.it_per_s / df.it_per_s.iloc[0]
     df["speedup_patches_vs_eager"] = df.patches_per_s / df.patches_per_s.iloc[0]
     if check is not None:
-        df["graph_equals_eager"] = check["equal"]
-        df["graph_max_param_diff"] = check["max_param_diff"]
-        df["graph_max_ema_diff"] = check["max_ema_diff"]
+        for column, key in (("graph_equals_eager", "equal"), ("graph_max_param_diff", "max_param_diff"),
+                            ("graph_max_ema_diff", "max_ema_diff")):
+            df[column] = [check[bool(one)][key] for one in df.awms_one_conv]
     return df

@@ -86,3 +86,17 @@ def test_bench_gpu_runs_only_the_stages_asked_for(tmp_path, capsys):
         main(["bench", "gpu", "--device", "cpu", "--data", "x", "--stages", "latency,speed"])
     assert e.value.code == 2
     assert "expected some of train_throughput,eval_overhead,latency, got 'latency,speed'" in capsys.readouterr().err
+
+
+def test_each_throughput_row_gets_the_graph_check_of_its_awms_form():
+    """On CUDA the graph-vs-eager check runs for the branch form and for the one-conv AWMS; a row carries its own
+    (scripts/gpu_train.sh trains with the one conv only where that row's check is equal)."""
+    from benchmark.bench import _throughput_table
+    rows = [dict(step="eager", it_per_s=1.0, patches_per_s=16.0, awms_one_conv=False),
+            dict(step="fast, AWMS one conv", it_per_s=3.0, patches_per_s=48.0, awms_one_conv=True)]
+    check = {False: dict(equal=True, max_param_diff=0.0, max_ema_diff=0.0),
+             True: dict(equal=False, max_param_diff=0.5, max_ema_diff=0.25)}
+    df = _throughput_table(rows, check)
+    assert df.graph_equals_eager.tolist() == [True, False]
+    assert df.graph_max_param_diff.tolist() == [0.0, 0.5] and df.graph_max_ema_diff.tolist() == [0.0, 0.25]
+    assert df.speedup_it_vs_eager.tolist() == [1.0, 3.0]

@@ -825,3 +825,10 @@ def test_one_conv_awms_on_a_model_without_one_is_one_line(train_dir, tmp_path):
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "awsrn-bench train: error: awms_one_conv (--awms-one-conv): carn-m has no AWMS tail to train as one conv; "
         "it applies to the AWSRN variants"], out.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_the_cuda_graph_step_with_the_one_conv_awms_equals_its_eager_step():
+    from benchmark.bench import graph_equals_eager
+    check = graph_equals_eager("cuda", awms_one_conv=True)
+    assert check["equal"], check
