@@ -26,13 +26,13 @@ DEVICE=${DEVICE:-cuda}
 STAGES=${STAGES:-tests,studies}
 STUDIES=${STUDIES:-data}
 ITERS=${ITERS:-16000}; SEEDS=${SEEDS:-1}
-# The pruning fine-tunes of every x4 variant and S x2 ran 2,000 iterations on the CPU and their held-out gaps
-# stopped closing (docs/experiments.md "Ablations"; M x4 took 2 h 7 min there): the GPU minutes go to L x3, the
-# first x3 checkpoint. Its body is L x4's (the same 4 LFBs of 4 units at the same LR patch; only the tail's
-# last convolution is smaller), so L x4's sizing holds: 16 fine-tunes are 32,000 steps (the subsets' fewer
-# branches make them shorter); at L x4's solo 92 it/s on an H200 and the group's 1.28x
+# The pruning fine-tunes of every x4 variant, S x2 and L x3 ran 2,000 iterations on the CPU and their held-out
+# gaps stopped closing (docs/experiments.md "Ablations"; L x3 took about 3 h 30 min there): the GPU minutes go to
+# L x2, the costliest left for the CPU. Its body is L x4's (the same 4 LFBs of 4 units at the same LR patch; only
+# the tail's last convolution is smaller), so L x4's sizing holds: 16 fine-tunes are 32,000 steps (the subsets'
+# fewer branches make them shorter); at L x4's solo 92 it/s on an H200 and the group's 1.28x
 # (results/gpu/train_group_gpu_3.csv) at most 275 s with bf16 off, less with it: hence PRUNE_S 330
-FT_ITERS=${FT_ITERS:-2000}; PRUNE=${PRUNE:-checkpoints/awsrn-l-x3/model.safetensors}
+FT_ITERS=${FT_ITERS:-2000}; PRUNE=${PRUNE:-checkpoints/awsrn-l-x2/model.safetensors}
 # bf16 autocast + channels_last, equal for every variant: 1.49x the fp32 graph step on an H200 for at most
 # 0.0012 dB (results/bf16_training_check.csv); RECIPE= trains in fp32
 RECIPE=${RECIPE---amp bf16 --channels-last}

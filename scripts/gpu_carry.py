@@ -46,8 +46,8 @@ class Plan:
 
 PLANS = {
     "train": Plan(carry=(".gpu/data",)),
-    # the prune stage fine-tunes PRUNE (L x3) and merges its rows into the fine-tune table
-    "ablations": Plan(carry=(".gpu/study",), checkpoints=("awsrn-l-x3",),
+    # the prune stage fine-tunes PRUNE (L x2) and merges its rows into the fine-tune table
+    "ablations": Plan(carry=(".gpu/study",), checkpoints=("awsrn-l-x2",),
                       keep_results=("results/branch_pruning_finetune.csv",)),
     "urban": Plan(carry=(".gpu/bench-sets", ".gpu/u100-1")),
 }

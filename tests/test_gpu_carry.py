@@ -131,9 +131,12 @@ def test_a_plan_that_cannot_fit_is_refused_and_touches_nothing(repo, capsys):
 def test_ablations_keep_the_table_they_merge_into(repo, capsys):
     (repo / ".gpu/study").mkdir()
     (repo / ".gpu/study/t.webp").write_bytes(b"s" * 1000)
+    prune = repo / "checkpoints/awsrn-l-x2"                          # the prune stage's PRUNE
+    prune.mkdir()
+    save_file({"w": torch.zeros(1000)}, str(prune / "model.safetensors"))
     rc, out, _ = _run(repo, capsys, "stage", "ablations")
     assert rc == 0, out
-    assert sorted(p.name for p in (repo / "checkpoints").iterdir()) == ["awsrn-l-x3"]
+    assert sorted(p.name for p in (repo / "checkpoints").iterdir()) == ["awsrn-l-x2"]
     assert [str(p.relative_to(repo)) for p in (repo / "results").rglob("*") if p.is_file()] == \
         ["results/branch_pruning_finetune.csv"]
 
