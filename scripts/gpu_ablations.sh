@@ -26,8 +26,8 @@ DEVICE=${DEVICE:-cuda}
 STAGES=${STAGES:-tests,studies}
 STUDIES=${STUDIES:-data}
 ITERS=${ITERS:-16000}; SEEDS=${SEEDS:-1}
-# The pruning fine-tunes of every x4 variant, S x2 and L x3 ran 2,000 iterations on the CPU and their held-out
-# gaps stopped closing (docs/experiments.md "Ablations"; L x3 took about 3 h 30 min there): the GPU minutes go to
+# The pruning fine-tunes of every x4 variant, S x2, S x3 and L x3 ran 2,000 iterations on the CPU and their held-out
+# gaps stopped closing (docs/experiments.md "Ablations"; L x3 took 3 h 46 min there): the GPU minutes go to
 # L x2, the costliest left for the CPU. Its body is L x4's (the same 4 LFBs of 4 units at the same LR patch; only
 # the tail's last convolution is smaller), so L x4's sizing holds: 16 fine-tunes are 32,000 steps (the subsets'
 # fewer branches make them shorter); at L x4's solo 92 it/s on an H200 and the group's 1.28x

@@ -6,7 +6,7 @@
 # RECIPE adds train flags to every fine-tune (`--subsets 579,3` limits the study); the committed rows (S x4, S x2,
 # SD x4, M x4 and L x4 at 2,000 iterations, 50, 46, 50, 127 and 127 min on 2 threads (reruns on new weights: S x4 70 min, S x2 75, SD x4 85, M x4 about 3 h in two calls,
 # L x4 about 3 h 50 min in four calls, --subsets 3,357,359,379,579 first; L x3 about 3 h 46 min in four calls,
-# 14 to 16 min each; earlier in several calls); each checkpoint's budget in results/README.md; docs/experiments.md "Ablations"):
+# 14 to 16 min each; S x3 1 h 25 min in one; earlier in several calls); each checkpoint's budget in results/README.md; docs/experiments.md "Ablations"):
 #   FT_ITERS=2000 RECIPE="--patch 32 --amp bf16 --channels-last" scripts/run_pruning_finetune.sh awsrn-s-x2
 #   FT_ITERS=60 scripts/run_pruning_finetune.sh [awsrn-s-x4 awsrn-s-x2 awsrn-sd-x4]
 set -eu
