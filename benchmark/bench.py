@@ -64,7 +64,8 @@ def latency_forms(pattern: str | None, scales, device: str, preset: str = "720p"
 def device_check(out: str | Path, data, data_root=None, device: str = "cuda", datasets=("Set5", "Set14", "B100",
                  "Urban100"), pattern: str | None = None, scales=(2, 3, 4), lr_hw=None, latency_repeats: int = 50,
                  eager_iters: int = 300, fast_iters: int = 2000, overrides: dict | None = None,
-                 log=print, stages=STAGES, eval_scale: int = 2) -> dict[str, Path]:
+                 log=print, stages=STAGES, eval_scale: int = 2, batch: int | None = None,
+                 patch: int | None = None) -> dict[str, Path]:
     """``bench gpu``: train throughput, evaluate overhead and the latency forms on ``device``, each table
     written as soon as it is measured (an interrupted run keeps what it finished). -> {name: path}."""
     from .results import write_table
@@ -79,7 +80,8 @@ def device_check(out: str | Path, data, data_root=None, device: str = "cuda", da
 
     measures = (("train_throughput", lambda: train_throughput(data, device, eager_iters=eager_iters,
                                                             fast_iters=fast_iters, overrides=overrides, log=log,
-                                                            on_row=write("train_throughput"))),
+                                                            on_row=write("train_throughput"), batch=batch,
+                                                            patch=patch)),
               ("eval_overhead", lambda: eval_overhead(datasets, data_root, device, scale=eval_scale)),
               ("latency", lambda: latency_forms(pattern, scales, device, lr_hw=lr_hw, repeats=latency_repeats,
                                                 on_form=write("latency"))))
@@ -170,15 +172,18 @@ def _rate(cfg, warmup: int, timed: int) -> float:
 
 
 def train_throughput(data, device: str = "cuda", model: str = "awsrn-s", scale: int = 4, eager_iters: int = 300,
-                     fast_iters: int = 2000, overrides: dict | None = None, log=print, on_row=None) -> pd.DataFrame:
+                     fast_iters: int = 2000, overrides: dict | None = None, log=print, on_row=None,
+                     batch: int | None = None, patch: int | None = None) -> pd.DataFrame:
     """One row per configuration: it/s and patches/s over the timed iterations (after untimed warm-up), the
     speed-up over eager; on CUDA also whether the graph step equals the eager step. ``on_row`` gets the table
-    so far after each configuration (so a run cut short keeps what it measured)."""
+    so far after each configuration (so a run cut short keeps what it measured). ``batch``/``patch``: the
+    step's size (default: the trainer's, 16 patches of 48 px; the "batch 64" row keeps its own batch)."""
     from .train import TrainConfig
     tmp = tempfile.mkdtemp()
+    size = {k: v for k, v in dict(batch=batch, patch=patch).items() if v is not None}
     base = TrainConfig(model=model, scale=scale, data=tuple(data), out=f"{tmp}/run", iters=10**7, val_every=10**9,
-                       val_images=0,
-                       log_every=10**9, ckpt_every=10**9, device=device, overrides=overrides or {})
+                       val_images=0, log_every=10**9, ckpt_every=10**9, device=device, overrides=overrides or {},
+                       **size)
     cuda = device.startswith("cuda")
     check = None
     if cuda:

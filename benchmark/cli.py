@@ -3,6 +3,7 @@ Python API; nothing is computed here."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -168,7 +169,7 @@ def cmd_bench(args) -> int:
         written = bench.device_check(args.out, names(args.data), args.data_root, args.device, names(args.datasets),
                                      args.pattern, args.scales, lr_hw, args.repeats, args.eager_iters,
                                      args.fast_iters, key_values(args.set), log=log, stages=args.stages,
-                                     eval_scale=args.eval_scale)
+                                     eval_scale=args.eval_scale, batch=args.batch, patch=args.patch)
         emit(pd.DataFrame([{"table": k, "path": str(v)} for k, v in written.items()]), args.format)
         return 0
     if args.what == "eval-overhead":
@@ -181,7 +182,8 @@ def cmd_bench(args) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
         df = bench.train_throughput(names(args.data), args.device, args.model, args.scale, args.eager_iters,
                                     args.fast_iters, overrides=key_values(args.set), log=log,
-                                    on_row=(lambda d: write_table(d, path)) if path is not None else None)
+                                    on_row=(lambda d: write_table(d, path)) if path is not None else None,
+                                    batch=args.batch, patch=args.patch)
         cols = [c for c in df.columns if c not in ("model", "scale", "torch_version")]
         name = "train_throughput"
     if args.out:
@@ -346,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="awsrn-bench", description="Benchmarks and ablations of AWSRN: the paper's tables, every variant "
                 "measured the same way (PSNR/SSIM, parameters, Multi-Adds, latency), the AWMS ablations.")
     sub = p.add_subparsers(dest="command", required=True)
+    from .train import TrainConfig     # its fields are the flags of train, train-group and bench's step size
     fmt = dict(choices=["table", "csv", "md", "latex"], default="table")
 
     s = sub.add_parser("list", help="list registered variants")
@@ -448,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--eager-iters", type=_int_at_least(1), default=300)
         k.add_argument("--fast-iters", type=_int_at_least(2), default=2000)
         k.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+        # the step's size, with train's flags and defaults (TrainConfig is where they are written)
+        add_config_flags(k, TrainConfig, skip=tuple(f.name for f in dataclasses.fields(TrainConfig)
+                                                    if f.name not in ("batch", "patch")))
     for k in kinds.choices.values():
         k.add_argument("--device", default="cuda" if k.prog.endswith(" gpu") else "cpu", type=_device)
         k.add_argument("--data-root", default=None)
@@ -482,7 +488,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_latency_flags(s)
     s.set_defaults(func=cmd_side_by_side)
 
-    from .train import TrainConfig
     s = sub.add_parser("train", help="train a registry variant (L1, Adam, the paper's schedule)",
                        description="The flags are the fields of benchmark.train.TrainConfig.")
     s.add_argument("--out", default=None, help="run folder (default runs/<model>-x<scale>)")

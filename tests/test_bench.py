@@ -32,7 +32,7 @@ def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys, m
     for i in range(3):
         Image.fromarray(skimage.data.astronaut()[i * 80:i * 80 + 120, :120]).save(d / f"t{i}.png")
     assert main(["bench", "train-throughput", "--data", str(d), "--scale", "2", "--eager-iters", "2",
-                 "--fast-iters", "2", "--set", "n_feats=8", "--set", "block_feats=16", "--set", "n_awru=1",
+                 "--fast-iters", "2", "--batch", "3", "--patch", "20", "--set", "n_feats=8", "--set", "block_feats=16", "--set", "n_awru=1",
                  "--out", str(tmp_path), "--device", "cpu"]) == 0
     df = pd.read_csv(tmp_path / "train_throughput_cpu.csv")
     # no CUDA graph on the CPU; bf16 autocast instead
@@ -42,6 +42,7 @@ def test_train_throughput_on_the_cpu_compares_eager_and_fast(tmp_path, capsys, m
     assert df.amp.tolist() == ["none", "none", "bf16", "bf16", "bf16", "none", "bf16"] and df.error.isna().all()
     assert df.awms_one_conv.tolist() == [False] * 5 + [True] * 2
     assert df.speedup_it_vs_eager.iloc[0] == 1.0
+    assert set(df.batch) == {3} and set(df.patch) == {20}        # the step size asked for, in every row
     assert df.patches_per_s.tolist() == pytest.approx((df.it_per_s * df.batch).tolist())
     assert "graph_equals_eager" not in df
     # the CPU rows say whether bf16 was native (patched to yes, above), since 'AMD EPYC' alone does not
@@ -55,11 +56,11 @@ def test_bench_gpu_dry_run_on_the_cpu_writes_its_three_tables(tmp_path, capsys):
     from benchmark.bench import LATENCY_FORMS
     d = tmp_path / "train"
     d.mkdir()
-    for i in range(2):           # x4 patches of 48 px need 192 px of HR
-        Image.fromarray(skimage.data.astronaut()[i * 200:i * 200 + 200, :200]).save(d / f"t{i}.png")
+    for i in range(2):           # x4 patches of 16 px need 64 px of HR
+        Image.fromarray(skimage.data.astronaut()[i * 100:i * 100 + 100, :100]).save(d / f"t{i}.png")
     assert main(["bench", "gpu", "awsrn-s", "--device", "cpu", "--data", str(d), "--datasets", "skimage",
                  "--scales", "2", "--eval-scale", "4", "--lr-size", "12x10", "--repeats", "1", "--eager-iters", "2",
-                 "--fast-iters", "2",
+                 "--fast-iters", "2", "--batch", "2", "--patch", "16",
                  "--set", "n_feats=8", "--set", "block_feats=16", "--set", "n_awru=1", "--out", str(tmp_path),
                  "--format", "csv"]) == 0
     printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
@@ -72,6 +73,8 @@ def test_bench_gpu_dry_run_on_the_cpu_writes_its_three_tables(tmp_path, capsys):
     assert (lat.latency_ms > 0).all()
     overhead = pd.read_csv(tmp_path / "eval_overhead_cpu.csv")
     assert set(overhead.n_images) == {5} and set(overhead.scale) == {4}
+    step = pd.read_csv(tmp_path / "train_throughput_cpu.csv")
+    assert set(step.batch) == {2} and set(step.patch) == {16} and step.error.isna().all()
 
 
 def test_bench_gpu_runs_only_the_stages_asked_for(tmp_path, capsys):
