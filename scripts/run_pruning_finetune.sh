@@ -6,7 +6,7 @@
 # RECIPE adds train flags to every fine-tune (`--subsets 579,3` limits the study); the committed rows (S x4, S x2,
 # SD x4, M x4 and L x4 at 2,000 iterations, 50, 46, 50, 127 and 127 min on 2 threads (reruns on new weights: S x4 70 min, S x2 75, SD x4 85, M x4 about 3 h in two calls,
 # L x4 about 3 h 50 min in four calls, --subsets 3,357,359,379,579 first; L x3 about 3 h 46 min in four calls,
-# 14 to 16 min each; S x3 1 h 25 min in one; SD x3 all fifteen in three calls and SD x2 all fifteen in two (1 h 7 min with --subsets as below, then 1 h 40 min without) with --amp none, see below; M x3 all fifteen with --amp none, --subsets 3,357,359, then 3,357,359,379,579,35, then 3,357,359,379,579,35,5,7,9,37,39, then without, 27 to 41 min each; earlier in several calls);
+# 14 to 16 min each; S x3 1 h 25 min in one; SD x3 all fifteen in three calls and SD x2 all fifteen in two (1 h 7 min with --subsets as below, then 1 h 40 min without) with --amp none, see below; M x3 all fifteen with --amp none, --subsets 3,357,359, then 3,357,359,379,579,35, then 3,357,359,379,579,35,5,7,9,37,39, then without, 27 to 41 min each; M x2 with --amp none, --subsets 3,357,359,579 first (29 to 37 min each); earlier in several calls);
 # each checkpoint's budget in results/README.md; docs/experiments.md "Ablations"). bf16 autocast is fast only on a CPU
 # with AVX512-BF16 or AMX: on an AVX2-only CPU (the trainer warns) it is emulated, about 4 s per SD x3 step against 0.3 s
 # in float32, so there RECIPE takes --amp none (SD x3: 10 to 12 min per fine-tune on 2 threads):
