@@ -5,6 +5,7 @@ delta PSNR/SSIM against delta params, Multi-Adds and CPU latency.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
@@ -37,7 +38,7 @@ def pareto(df: pd.DataFrame, cost: str = "multi_adds_g", gain: str = "psnr") -> 
 def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_root=None, finetune_iters: int = 0,
         train_data=(), latency_lr=(64, 64), out_dir: str | None = None, backend: str = "local",
         address: str | None = None, workers: int | None = None, gpus_per_job: float | None = None,
-        store=None, subsets=None, curve_points: int = 10, **train_kw) -> pd.DataFrame:
+        store=None, subsets=None, curve_points: int = 10, bank=None, **train_kw) -> pd.DataFrame:
     """Rows per subset, arm ('none', 'finetune-N') and dataset; ``train_kw`` goes to the fine-tune's
     ``TrainConfig`` (batch, patch, seed, ...); the fine-tunes are submitted as ``benchmark.sweep`` jobs
     (``backend='ray'``: in parallel). With ``store`` the per-image rows go into the results store, keyed
@@ -46,21 +47,28 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     ``d_psnr`` against the full model of the same arm comes with ``ci_low``/``ci_high`` (95% paired bootstrap
     over the images) and ``p`` (Wilcoxon signed-rank).
 
-    The stages: fine-tune every subset (when ``finetune_iters``), grade every subset in each arm, then the
-    deltas against the full model, their intervals and the Pareto front."""
+    ``bank`` (a results store, e.g. ``results/store``) keeps each graded fine-tune for good: its per-image rows
+    (keyed by the fine-tuned weights' sha256, the ``finetune_sha256`` column) and its held-out curve. A subset
+    whose fine-tune folder is gone (a new checkout: ``runs/`` is not committed) but which the bank holds is not
+    fine-tuned again but read from the bank, so a study that spans sessions keeps one control.
+
+    The stages: fine-tune every subset (when ``finetune_iters``) that neither its folder nor the bank holds,
+    grade every subset in each arm (banking each fine-tune), then the deltas against the full model, their
+    intervals and the Pareto front."""
     from benchmark.checkpoints import file_sha256, read_checkpoint
     cfg = read_checkpoint(checkpoint).config
     subsets = [tuple(x) for x in (subsets or SUBSETS)]
     if tuple(AWMS_KERNELS) not in subsets:
         subsets.append(tuple(AWMS_KERNELS))
-    pr = _PruningRun(checkpoint, variant, cfg, finetune_iters, out_dir, train_kw)
+    pr = _PruningRun(checkpoint, variant, cfg, finetune_iters, out_dir, train_kw, _as_store(bank))
     if finetune_iters:
-        _finetune(pr, subsets, train_data, curve_points, backend, address, workers, gpus_per_job, data_root)
+        todo = [sub for sub in subsets if pr.banked(sub) is None]
+        _finetune(pr, todo, train_data, curve_points, backend, address, workers, gpus_per_job, data_root)
     df, per_image = _grade(pr, subsets, datasets, data_root, store, latency_lr)
     df = mark_pareto(add_intervals(_add_deltas(df), per_image))
     if finetune_iters:
         from ablations.training_studies import recipe_note
-        df = add_separation(df, read_finetune_curves(checkpoint, subsets, finetune_iters, out_dir, train_kw))
+        df = add_separation(df, read_finetune_curves(checkpoint, subsets, finetune_iters, out_dir, train_kw, bank))
         recipe = {k: v for k, v in train_kw.items() if k != "device"}
         df["recipe"] = np.where(df.retrain != "none", recipe_note(pr.device, recipe), "")
     return df.assign(weights_sha256=file_sha256(checkpoint))   # which version of the checkpoint file
@@ -76,6 +84,7 @@ class _PruningRun:
     finetune_iters: int
     out_dir: str | None
     train_kw: dict
+    bank: object = None    # a ResultStore that keeps the graded fine-tunes (None: nothing banked)
 
     @property
     def registry_name(self) -> str:
@@ -91,6 +100,13 @@ class _PruningRun:
 
     def tune_dir(self, sub) -> Path:
         return finetune_dir(self.checkpoint, sub, self.finetune_iters, self.out_dir, self.train_kw)
+
+    def banked(self, sub) -> pd.DataFrame | None:
+        """The bank's record (curve rows with ``finetune_sha256``) of a subset whose fine-tune folder holds no
+        weights; None where the folder has them (they are graded as they are) or the bank has no record."""
+        if (self.tune_dir(sub) / "model.safetensors").is_file():
+            return None
+        return read_bank(self.bank, self.checkpoint, sub, self.finetune_iters, self.train_kw)
 
 
 def _finetune(pr: _PruningRun, subsets, train_data, curve_points, backend, address, workers, gpus_per_job, data_root):
@@ -117,7 +133,6 @@ def _grade(pr: _PruningRun, subsets, datasets, data_root, store, latency_lr) -> 
     from benchmark.evaluate import evaluate
     from benchmark.latency import LatencySpec, measure
     from benchmark.models import AWSRN
-    from benchmark.registry import create_model
     cfg, scale = pr.cfg, pr.cfg.scale
     spec = LatencySpec(preset="custom", lr_hw=latency_lr, warmup=2, repeats=10, threads=1, deploy=True)
     # one fvcore count of the full model gives every subset's Multi-Adds (the branches are independent)
@@ -130,24 +145,45 @@ def _grade(pr: _PruningRun, subsets, datasets, data_root, store, latency_lr) -> 
         # the store's identity of a pruned model: its structure and the file its weights come from
         name = pr.variant or "awsrn"
         model.provenance = replace(model.provenance, model=f"{name}[awms={tag}]")
-        modes = [("none", model)]
-        if pr.finetune_iters:
-            ft = create_model(pr.registry_name, scale=scale, weights=pr.tune_dir(sub) / "model.safetensors",
-                              awms_kernels=sub, **pr.structure)
-            ft.provenance = replace(ft.provenance, model=f"{name}[awms={tag},finetune-{pr.finetune_iters}]")
-            modes.append((f"finetune-{pr.finetune_iters}", ft))
         torch.manual_seed(0)
         lat, _ = measure(model, scale, spec)
-        for mode, m in modes:
-            res = evaluate(m.eval(), list(datasets), [scale], data_root=data_root, store=store, progress=False,
-                           device=pr.device)   # graded where it was fine-tuned
+        arms = [("none", evaluate(model.eval(), list(datasets), [scale], data_root=data_root, store=store,
+                                  progress=False, device=pr.device), None)]
+        if pr.finetune_iters:
+            arms.append((f"finetune-{pr.finetune_iters}", *_grade_finetune(pr, sub, f"{name}[awms={tag},finetune-"
+                                                                           f"{pr.finetune_iters}]", datasets,
+                                                                           data_root, store)))
+        for mode, res, ft_sha in arms:
             per_image[tag, mode] = res.images
             for _, r in res.summary.iterrows():
                 rows.append({"kernels": tag, "n_branches": len(sub), "retrain": mode,
                              "dataset": r.dataset, "scale": scale, "psnr": r.psnr, "ssim": r.ssim,
-                             "params": count_params(m), "multi_adds_g": subset_macs[tuple(sub)],
-                             "latency_ms": lat["latency_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}"})
+                             "params": count_params(model), "multi_adds_g": subset_macs[tuple(sub)],
+                             "latency_ms": lat["latency_ms"], "latency_lr": f"{latency_lr[0]}x{latency_lr[1]}",
+                             **({"finetune_sha256": ft_sha} if pr.finetune_iters else {})})
     return pd.DataFrame(rows), per_image
+
+
+def _grade_finetune(pr: _PruningRun, sub, name: str, datasets, data_root, store):
+    """(rows, sha256 of the fine-tuned weights) of one subset's fine-tune: graded from its folder (and banked:
+    its per-image rows and curve), or, with the folder gone, read back from the bank."""
+    from benchmark.evaluate import evaluate, stored_result
+    from benchmark.registry import create_model
+    record = pr.banked(sub)
+    if record is not None:
+        sha = record.finetune_sha256.iloc[0]
+        return stored_result(name, sha, datasets, pr.cfg.scale, pr.bank, data_root=data_root), sha
+    ft = create_model(pr.registry_name, scale=pr.cfg.scale, weights=pr.tune_dir(sub) / "model.safetensors",
+                      awms_kernels=sub, **pr.structure)
+    ft.provenance = replace(ft.provenance, model=name)
+    res = evaluate(ft.eval(), list(datasets), [pr.cfg.scale], data_root=data_root, store=pr.bank or store,
+                   progress=False, device=pr.device)   # graded where it was fine-tuned
+    if pr.bank is not None:   # after the rows: a record in the bank means its rows are complete
+        curve = read_finetune_curves(pr.checkpoint, [sub], pr.finetune_iters, pr.out_dir, pr.train_kw)
+        pr.bank.write_run(BANK, bank_key(pr.checkpoint, sub, pr.finetune_iters, pr.train_kw),
+                          curve.assign(finetune_sha256=ft.provenance.sha256),
+                          {"recipe": json.dumps(pr.train_kw, default=str), "device": pr.device})
+    return res, ft.provenance.sha256
 
 
 def _add_deltas(df: pd.DataFrame) -> pd.DataFrame:
@@ -188,14 +224,80 @@ def finetune_dir(checkpoint, sub, finetune_iters: int, out_dir=None, recipe: dic
             / f"awms{''.join(map(str, sub))}-{finetune_iters}it{run_tag(recipe or {})}")
 
 
-def read_finetune_curves(checkpoint, subsets, finetune_iters: int, out_dir=None, recipe: dict | None = None):
+def read_finetune_curves(checkpoint, subsets, finetune_iters: int, out_dir=None, recipe: dict | None = None,
+                         bank=None):
     """Each fine-tune's held-out learning curve: one row per (kernels, iter), ``seed`` from its recipe,
-    ``weights_sha256`` of the checkpoint it started from."""
+    ``weights_sha256`` of the checkpoint it started from; from its folder's log, or from the ``bank`` where
+    the folder is gone."""
     from ablations.training_studies import read_curves
     from benchmark.checkpoints import file_sha256
-    runs = [("".join(map(str, sub)), {}, (recipe or {}).get("seed", 1),
-             finetune_dir(checkpoint, sub, finetune_iters, out_dir, recipe)) for sub in subsets]
-    return read_curves(runs).rename(columns={"model": "kernels"}).assign(weights_sha256=file_sha256(checkpoint))
+    frames = []
+    for sub in subsets:
+        rd = finetune_dir(checkpoint, sub, finetune_iters, out_dir, recipe)
+        record = None if (rd / "train_log.csv").is_file() else read_bank(_as_store(bank), checkpoint, sub,
+                                                                          finetune_iters, recipe)
+        if record is not None:
+            frames.append(record[["kernels", "seed", "iter", "val_psnr", "loss"]].astype({"kernels": str}))
+        else:
+            frames.append(read_curves([("".join(map(str, sub)), {}, (recipe or {}).get("seed", 1), rd)])
+                          .rename(columns={"model": "kernels"}))
+    return pd.concat(frames, ignore_index=True).assign(weights_sha256=file_sha256(checkpoint))
+
+
+BANK = "prune"     # <store>/prune/: one record per graded fine-tune (its curve, the sha256 of its weights)
+
+
+def bank_key(checkpoint, sub, finetune_iters: int, recipe: dict | None = None) -> dict:
+    """A fine-tune's key in the bank: the same identity as its folder (``finetune_dir``)."""
+    rd = finetune_dir(checkpoint, sub, finetune_iters, None, recipe)
+    return {"from": rd.parent.name, "tune": rd.name}
+
+
+def read_bank(bank, checkpoint, sub, finetune_iters: int, recipe: dict | None = None) -> pd.DataFrame | None:
+    """The bank's record of a fine-tune (its curve rows, with ``finetune_sha256``), or None."""
+    if bank is None:
+        return None
+    rec = bank.read_run(BANK, bank_key(checkpoint, sub, finetune_iters, recipe))
+    return None if rec.empty else rec
+
+
+def bank_vs_table(results: str | Path, label: str) -> pd.DataFrame:
+    """Each banked fine-tune of checkpoint ``label`` beside the table's fine-tuned row of the same subset, budget
+    and checkpoint weights: the same fine-tune (recipe, seed) run twice when their ``finetune_sha256`` differ. One
+    row per (kernels, dataset): ``psnr_table``, ``psnr_bank``, ``d_psnr`` (bank - table), ``same_weights``, and
+    ``curve_max_abs`` (the largest held-out curve difference over the validations both have)."""
+    import re
+
+    from benchmark.evaluate import summarize
+    results = Path(results)
+    table = pd.read_csv(results / "branch_pruning_finetune.csv", dtype={"kernels": str})
+    cpath = results / "curves" / "branch_pruning_finetune.csv"
+    curves = (pd.read_csv(cpath, dtype={"kernels": str}) if cpath.is_file()
+              else pd.DataFrame(columns=["checkpoint", "kernels", "iter", "val_psnr"]))
+    table, curves = table[table.checkpoint == label], curves[curves.checkpoint == label]
+    rows = []
+    for path in sorted((results / "store" / BANK).glob(f"from-{label}-*.csv")):
+        rec = pd.read_csv(path, dtype={"kernels": str})
+        kernels, sha = rec.kernels.iloc[0], rec.finetune_sha256.iloc[0]
+        arm = "finetune-" + re.search(r"-(\d+)it", path.name).group(1)
+        mine = table[(table.kernels == kernels) & (table.retrain == arm) & (table.weights_sha256 == rec.weights_sha256.iloc[0])]
+        if mine.empty:
+            continue
+        images = pd.concat([pd.read_csv(f) for f in sorted((results / "store" / "eval").glob(f"*__weights-{sha[:12]}__*.csv"))])
+        banked = summarize(images).set_index("dataset").psnr
+        both = rec.merge(curves[curves.kernels == kernels], on="iter", suffixes=("", "_table"))
+        for _, r in mine.iterrows():
+            rows.append({"checkpoint": label, "kernels": kernels, "dataset": r.dataset, "retrain": arm,
+                         "psnr_table": r.psnr, "psnr_bank": banked.get(r.dataset, np.nan),
+                         "d_psnr": banked.get(r.dataset, np.nan) - r.psnr,
+                         "same_weights": r.get("finetune_sha256") == sha,
+                         "curve_max_abs": float((both.val_psnr - both.val_psnr_table).abs().max())})
+    return pd.DataFrame(rows)
+
+
+def _as_store(bank):
+    from benchmark.results import ResultStore
+    return ResultStore(bank) if isinstance(bank, (str, Path)) else bank
 
 
 def add_separation(df: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
@@ -354,6 +456,70 @@ def add_backend_arguments(parser) -> None:
                         help="Ray: the share of a GPU each training asks for on CUDA (default 1)")
 
 
+def in_study_order(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its subsets in the order of a whole study (``SUBSETS``), each subset's rows as they were."""
+    order = df.kernels.map(lambda k: SUBSETS.index(tuple(map(int, k)))).to_numpy()
+    return df.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+
+
+def join_study(new: pd.DataFrame, table: pd.DataFrame | None) -> tuple[pd.DataFrame | None, str]:
+    """How one checkpoint's fine-tuned rows (``new``) enter the table: (the checkpoint's rows to write, or None
+    to leave the table's as they are; how: 'new', 'joined', 'replaced' or 'kept').
+
+    - 'joined': the table's rows of the same study (same weights, budget and recipe) measured against the same
+      fine-tuned control (equal ``finetune_sha256`` of 3579) stay beside this run's (which win for the subsets
+      both have), and the Pareto front is marked again over them all: a study grows a few subsets per session.
+    - 'replaced': rows of another study, or against another control when this run covers all their subsets.
+    - 'kept': rows against another control with subsets this run lacks: a smaller study never erases a larger
+      one (its fine-tunes are banked; a later run of the missing subsets against the banked control completes it)."""
+    label = new.checkpoint.iloc[0]
+    old = table[table.checkpoint == label] if table is not None and "checkpoint" in table else pd.DataFrame()
+    if old.empty:
+        return new, "new"
+
+    def control(d: pd.DataFrame):
+        c = d[(d.kernels == "3579") & (d.retrain != "none")]
+        sha = c["finetune_sha256"] if "finetune_sha256" in c else pd.Series(dtype=object)
+        return sha.iloc[0] if len(sha) and sha.notna().all() and sha.nunique() == 1 else None
+
+    def study(d: pd.DataFrame):
+        return tuple(sorted(set(map(str, d.get("weights_sha256", pd.Series(dtype=str)).dropna()))) +
+                     sorted(set(map(str, d.retrain))) + sorted(set(map(str, d.get("recipe", pd.Series(dtype=str)).fillna("")))))
+
+    if study(old) == study(new) and control(new) is not None and control(old) == control(new):
+        rows = pd.concat([old[~old.kernels.isin(set(new.kernels))], new], ignore_index=True)
+        return mark_pareto(in_study_order(rows)), "joined"
+    if study(old) != study(new) or set(old.kernels) <= set(new.kernels):
+        return new, "replaced"
+    return None, "kept"
+
+
+def _write_finetuned(df: pd.DataFrame, label: str, out: Path, args, recipe: dict) -> None:
+    """The fine-tuned table, its curves and figures, as ``join_study`` decides; one line on stderr says which."""
+    import sys
+    path, curves_path = out / "branch_pruning_finetune.csv", out / "curves" / "branch_pruning_finetune.csv"
+    table = pd.read_csv(path, dtype={"kernels": str}) if path.is_file() else None
+    rows, how = join_study(df, table)
+    subsets = sorted(set(df.kernels))
+    if rows is None:
+        kept = sorted(set(table[table.checkpoint == label].kernels) - set(df.kernels))
+        print(f"{path}: kept the rows of {label}: they are measured against another fine-tuned control and have "
+              f"subsets this run lacks ({', '.join(kept)}); this run's fine-tunes are banked in {out / 'store'}: "
+              f"a run with --subsets {','.join(kept)} completes the study against its control", file=sys.stderr)
+        return
+    merge_into(rows, path)
+    curves = read_finetune_curves(args.checkpoint, [tuple(map(int, k)) for k in subsets], args.finetune_iters,
+                                  args.runs_dir, recipe, out / "store").assign(checkpoint=label)
+    if how == "joined" and curves_path.is_file():
+        old = pd.read_csv(curves_path, dtype={"kernels": str})
+        old = old[(old.checkpoint == label) & ~old.kernels.isin(subsets)]
+        curves = in_study_order(pd.concat([old, curves], ignore_index=True))
+        print(f"{path}: {label}: joined {', '.join(subsets)} to its rows against the same fine-tuned control",
+              file=sys.stderr)
+    curves = merge_into(curves, curves_path, figure=False)
+    plot_curves(pd.read_csv(path, dtype={"kernels": str}), curves, out / "fig_branch_pruning_finetune_curves.png")
+
+
 def main(args) -> int:
     from benchmark.argtypes import config_values
     from benchmark.results import emit
@@ -361,17 +527,14 @@ def main(args) -> int:
     recipe = config_values(TrainConfig, args, args.recipe_fields)
     df = run(args.checkpoint, args.model, tuple(args.datasets.split(",")), args.data_root, args.finetune_iters,
              [d for d in args.data.split(",") if d], out_dir=args.runs_dir, subsets=args.subsets, backend=args.backend,
-             address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job, **recipe)
+             address=args.address, workers=args.workers, gpus_per_job=args.gpus_per_job,
+             bank=Path(args.out) / "store" if args.finetune_iters else None, **recipe)
     label = Path(args.checkpoint).resolve().parent.name
     df = df.assign(checkpoint=label)
-    merge_into(df, Path(args.out) / ("branch_pruning_finetune.csv" if args.finetune_iters else "branch_pruning.csv"))
-    if args.finetune_iters:
-        curves = read_finetune_curves(args.checkpoint, sorted(set(df.kernels.map(lambda k: tuple(map(int, k))))),
-                                      args.finetune_iters, args.runs_dir, recipe)
-        curves = merge_into(curves.assign(checkpoint=label), Path(args.out) / "curves" / "branch_pruning_finetune.csv",
-                            figure=False)
-        table = pd.read_csv(Path(args.out) / "branch_pruning_finetune.csv", dtype={"kernels": str})
-        plot_curves(table, curves, Path(args.out) / "fig_branch_pruning_finetune_curves.png")
+    if not args.finetune_iters:
+        merge_into(df, Path(args.out) / "branch_pruning.csv")
+    else:
+        _write_finetuned(df, label, Path(args.out), args, recipe)
     emit(df[["checkpoint", "kernels", "retrain", "dataset", "psnr", "d_psnr", "ci_low", "ci_high", "p", "d_params",
              "d_multi_adds_g"]], args.format)
     return 0

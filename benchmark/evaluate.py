@@ -208,6 +208,30 @@ def evaluate_set(runner: Runner, key: RunKey, refs: list[ImageRef], store: Resul
     return pd.DataFrame(rows), len(kept)
 
 
+def stored_result(name: str, weights_sha256: str, datasets, scale: int, store: str | Path | ResultStore,
+                  protocol: str | Protocol = "matlab", data_root=None) -> EvalResult:
+    """The rows ``evaluate`` stored for a model whose weights file is gone (known by its name and the sha256
+    of those weights): every image of each test set must be stored for the same bytes, else ValueError
+    naming the set and the images missing. Nothing is forwarded."""
+    proto = get_protocol(protocol)
+    store = ResultStore(store) if isinstance(store, (str, Path)) else store
+    frames = []
+    for ds in ([d for d in datasets.split(",") if d] if isinstance(datasets, str) else datasets):
+        refs = list_images(ds, data_root)
+        key = RunKey(name, weights_sha256, scale, refs[0].dataset, proto, False, False)
+        shas = {r.name: image_sha256(r) for r in refs}
+        kept, _ = stored_rows(store, key, shas)
+        missing = sorted(set(shas) - set(kept.get("image", [])))
+        if missing:
+            raise ValueError(f"{store.run_path('eval', key.store_key())}: {name} (weights {weights_sha256[:12]}) "
+                             f"lacks {len(missing)} of the {len(shas)} images of {ds}, e.g. {missing[0]}")
+        frames.append(kept.assign(image=kept["image"].astype(str)))
+    images = pd.concat(frames, ignore_index=True)
+    images["self_ensemble"] = images["self_ensemble"].astype(bool)
+    images["deploy"] = images["deploy"].astype(bool)
+    return EvalResult(images, summarize(images), [], 0.0, len(images))
+
+
 def evaluate(model: str | nn.Module | None, datasets=("Set5",), scales=None, protocol: str | Protocol = "matlab",
              weights: str | Path | None = None, self_ensemble: bool = False, data_root=None,
              store: str | Path | ResultStore | None = None, device: str = "cpu", tile: int | None = None,

@@ -750,7 +750,8 @@ def write_index(out: Path, note: str = "", checkpoints: dict | None = None) -> N
         "With a short fine-tune of each pruned model from the full one, and of the full model itself as the "
         "control that the deltas are taken against (`awsrn-bench ablate branch-pruning "
         "checkpoints/<name>/model.safetensors --finetune-iters N --data ../shared/data/train/T91,"
-        "../shared/data/train/BSD200 --data-root ../shared/data [RECIPE]`, one run per checkpoint): "
+        "../shared/data/train/BSD200 --data-root ../shared/data [RECIPE]`, one run per checkpoint, or several "
+        "with `--subsets` that join one another against the same fine-tuned control, banked in `store/prune/`): "
         "`branch_pruning_finetune.csv`\n",
         _finetune_budgets(ft), _pruning_summary(ft), _stale_note(stale),
         "Does lambda name the branch to remove? Each single-branch removal, its cost, and the removed "

@@ -117,6 +117,43 @@ def test_pruning_table_merges_per_checkpoint(tmp_path):
     assert (tmp_path / "fig_ft.png").is_file()
 
 
+def test_a_study_grows_only_against_its_own_control():
+    from ablations.branch_pruning import join_study
+
+    def rows(kernels, control_sha, weights="w"):
+        return pd.DataFrame([dict(checkpoint="c", kernels=k, n_branches=len(k), retrain=arm, dataset="Set5",
+                                  psnr={"3": 30.1, "5": 30.05}.get(k, 30.4), multi_adds_g=float(len(k)),
+                                  weights_sha256=weights,
+                                  recipe="" if arm == "none" else "cpu",
+                                  finetune_sha256=None if arm == "none" else (control_sha if k == "3579" else k))
+                             for k in kernels for arm in ("none", "finetune-4")])
+
+    old = pd.concat([rows(["3", "3579"], "a"), rows(["3579"], "z").assign(checkpoint="other")])
+    joined, how = join_study(rows(["5", "3579"], "a"), old)
+    assert how == "joined" and joined.kernels.tolist() == ["3", "3", "5", "5", "3579", "3579"]
+    assert joined.pareto.tolist() == [True, True, False, False, True, True]   # marked again over all three
+    assert join_study(rows(["5", "3579"], "b"), old) == (None, "kept")       # another control: a smaller run
+    for new in (rows(["3", "5", "3579"], "b"), rows(["5", "3579"], "a", weights="v")):
+        assert join_study(new, old)[1] == "replaced"                         # covers them all, or a new study
+    assert join_study(rows(["5", "3579"], "a"), old.drop(columns="finetune_sha256"))[1] == "kept"
+    assert join_study(rows(["5", "3579"], "a"), None)[1] == "new"
+
+
+def test_pruning_rerun_names_what_is_missing(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pruning_rerun", Path(__file__).resolve().parents[1] / "scripts" / "pruning_rerun.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["awsrn-m-x2", "--results", str(tmp_path)]) == 2
+    table = tmp_path / "branch_pruning_finetune.csv"
+    assert capsys.readouterr().err == f"pruning_rerun: {table}: no such file (run the fine-tuned study first)\n"
+    pd.DataFrame([dict(checkpoint="awsrn-m-x2", kernels="3", retrain="finetune-4", dataset="Set5", psnr=30.0,
+                       weights_sha256="w")]).to_csv(table, index=False)
+    assert mod.main(["awsrn-m-x2", "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"pruning_rerun: awsrn-m-x2: {tmp_path / 'store/prune'} has no banked "
+                                       f"fine-tune of a subset that {table} also has\n")
+
+
 def test_removal_vs_weights_pairs_each_removal_with_the_removed_branch():
     from ablations.branch_pruning import removal_vs_weights
 
@@ -289,6 +326,45 @@ def test_cli_pruning_finetune_writes_the_curves_and_their_figure(tmp_path, capsy
                        table.drop(columns="weights_sha256").assign(checkpoint="awsrn-sd-x4")])
     current, stale = split_current(older, {"awsrn-s-x2": ck / "model.safetensors", "awsrn-s-x4": ck / "model.safetensors"})
     assert set(current.checkpoint) == {"awsrn-s-x2"} and stale == ["awsrn-s-x4", "awsrn-sd-x4"]
+    # every graded fine-tune is banked in the results store; in a new checkout (runs/ gone) a run of another
+    # subset reads the control back from the bank instead of fine-tuning it again, and joins the table's rows
+    import shutil
+    assert {f.name.split("__tune-")[1][:9] for f in (out / "store/prune").glob("*.csv")} == {"awms3579-", "awms579-4"}
+    shutil.rmtree(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(argv[:5] + ["--subsets", "35"] + argv[7:]) == 0
+    assert "joined 35, 3579 to its rows against the same fine-tuned control" in capsys.readouterr().err
+    assert not list((tmp_path / "runs/prune").glob("*/awms3579-*"))       # the control was not fine-tuned again
+    joined = pd.read_csv(out / "branch_pruning_finetune.csv", dtype={"kernels": str})
+    assert joined.kernels.unique().tolist() == ["35", "579", "3579"]       # in the order of a whole study
+    key = ["kernels", "retrain", "dataset"]
+    before, after = table.set_index(key).sort_index(), joined.set_index(key).loc[table.set_index(key).index].sort_index()
+    pd.testing.assert_series_equal(before.psnr, after.psnr)                # 579 and the control: the same rows
+    assert joined.finetune_sha256.notna().sum() == 3 and joined.finetune_sha256.nunique() == 3
+    # the bank beside the table: here each banked fine-tune is the table's own (a rerun would differ)
+    from ablations.branch_pruning import bank_vs_table
+    cmp = bank_vs_table(out, "awsrn-s-x2")
+    assert sorted(cmp.kernels) == ["35", "3579", "579"] and cmp.same_weights.all()
+    assert (cmp.d_psnr == 0).all() and (cmp.curve_max_abs == 0).all()
+    shifted = joined.assign(psnr=joined.psnr + np.where(joined.retrain == "none", 0.0, 0.5),
+                            finetune_sha256=joined.finetune_sha256.str.replace("^.", "x", regex=True))
+    shifted.to_csv(out / "branch_pruning_finetune.csv", index=False)       # as if the table held another run
+    cmp = bank_vs_table(out, "awsrn-s-x2")
+    assert not cmp.same_weights.any() and np.allclose(cmp.d_psnr, -0.5)
+    joined.to_csv(out / "branch_pruning_finetune.csv", index=False)
+    curves2 = pd.read_csv(out / "curves" / "branch_pruning_finetune.csv", dtype={"kernels": str})
+    assert curves2.kernels.unique().tolist() == ["35", "579", "3579"]
+    pd.testing.assert_frame_equal(curves2[curves2.kernels != "35"].sort_values(["kernels", "iter"]).reset_index(drop=True),
+                                  curves.sort_values(["kernels", "iter"]).reset_index(drop=True))
+    # a banked fine-tune whose graded rows went missing is named in one line, not graded from nothing
+    shutil.rmtree(tmp_path / "runs")
+    lost = next((out / "store/eval").glob("*awms-3579-finetune-4*.csv"))
+    lost.unlink()
+    capsys.readouterr()
+    assert main(argv[:5] + ["--subsets", "35"] + argv[7:]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "res/store/eval" in err
+    assert "awsrn-s[awms=3579,finetune-4] (weights " in err and "lacks 5 of the 5 images of skimage" in err
     # a malformed subset is refused in one line, naming it
     with pytest.raises(SystemExit) as exit_:
         main(argv[:5] + ["--subsets", "57x"])
