@@ -63,7 +63,7 @@ def run(checkpoint: str, variant: str | None = None, datasets=("Set5",), data_ro
     pr = _PruningRun(checkpoint, variant, cfg, finetune_iters, out_dir, train_kw, _as_store(bank))
     if finetune_iters:
         todo = [sub for sub in subsets if pr.banked(sub) is None]
-        _finetune(pr, todo, train_data, curve_points, backend, address, workers, gpus_per_job, data_root)
+        _finetune(pr, todo, train_data, curve_points, backend, address, workers, gpus_per_job, data_root, datasets)
     df, per_image = _grade(pr, subsets, datasets, data_root, store, latency_lr)
     df = mark_pareto(add_intervals(_add_deltas(df), per_image))
     if finetune_iters:
@@ -101,6 +101,10 @@ class _PruningRun:
     def tune_dir(self, sub) -> Path:
         return finetune_dir(self.checkpoint, sub, self.finetune_iters, self.out_dir, self.train_kw)
 
+    def finetune_name(self, sub) -> str:
+        """The store's identity of a subset's fine-tune (beside its weights' sha256)."""
+        return f"{self.variant or 'awsrn'}[awms={''.join(map(str, sub))},finetune-{self.finetune_iters}]"
+
     def banked(self, sub) -> pd.DataFrame | None:
         """The bank's record (curve rows with ``finetune_sha256``) of a subset whose fine-tune folder holds no
         weights; None where the folder has them (they are graded as they are) or the bank has no record."""
@@ -109,20 +113,33 @@ class _PruningRun:
         return read_bank(self.bank, self.checkpoint, sub, self.finetune_iters, self.train_kw)
 
 
-def _finetune(pr: _PruningRun, subsets, train_data, curve_points, backend, address, workers, gpus_per_job, data_root):
+def _finetune(pr: _PruningRun, subsets, train_data, curve_points, backend, address, workers, gpus_per_job, data_root,
+              datasets):
     """Fine-tune each subset from the full checkpoint as ``sweep`` jobs. The full set is fine-tuned too: it is the
     control that the fine-tuned subsets are measured against (the extra iterations alone move a short-schedule
-    checkpoint); an interrupted arm resumes."""
+    checkpoint); an interrupted arm resumes. With a bank and the local backend each fine-tune is graded and banked
+    as soon as it is done, so a session that ends mid-study keeps every finished arm (``runs/`` does not last)."""
     from ablations.training_studies import curve_schedule
-    from benchmark.sweep import Job, run_training_jobs
+    from benchmark.sweep import Job, JobsFailed, run_training_jobs
     share = (gpus_per_job if gpus_per_job is not None else 1.0) if pr.device.startswith("cuda") else 0.0
     jobs = [Job(i, "train", {"model": pr.registry_name, "scale": pr.cfg.scale, "data": list(train_data),
                              "out": str(pr.tune_dir(sub)), "iters": pr.finetune_iters, "lr": 1e-4, "schedule": "cosine",
                              **curve_schedule(pr.finetune_iters, curve_points), "init_from": str(pr.checkpoint),
                              "overrides": {**pr.structure, "awms_kernels": sub}, **pr.train_kw}, num_gpus=share)
             for i, sub in enumerate(subsets)]
-    run_training_jobs(jobs, Path(pr.out_dir or "runs") / "prune", backend=backend, address=address,
-                      workers=workers, data_root=data_root)
+    one_by_one = pr.bank is not None and backend == "local"
+    failed = []
+    for batch in ([[j] for j in jobs] if one_by_one else [jobs]):
+        try:
+            run_training_jobs(batch, Path(pr.out_dir or "runs") / "prune", backend=backend, address=address,
+                              workers=workers, data_root=data_root)
+        except JobsFailed as exc:      # the others still train; every failure is raised together at the end
+            failed.append(str(exc))
+            continue
+        if one_by_one:
+            _bank_finetune(pr, subsets[batch[0].index], datasets, data_root)
+    if failed:
+        raise JobsFailed("; ".join(failed))
 
 
 def _grade(pr: _PruningRun, subsets, datasets, data_root, store, latency_lr) -> tuple[pd.DataFrame, dict]:
@@ -150,9 +167,7 @@ def _grade(pr: _PruningRun, subsets, datasets, data_root, store, latency_lr) -> 
         arms = [("none", evaluate(model.eval(), list(datasets), [scale], data_root=data_root, store=store,
                                   progress=False, device=pr.device), None)]
         if pr.finetune_iters:
-            arms.append((f"finetune-{pr.finetune_iters}", *_grade_finetune(pr, sub, f"{name}[awms={tag},finetune-"
-                                                                           f"{pr.finetune_iters}]", datasets,
-                                                                           data_root, store)))
+            arms.append((f"finetune-{pr.finetune_iters}", *_grade_finetune(pr, sub, datasets, data_root, store)))
         for mode, res, ft_sha in arms:
             per_image[tag, mode] = res.images
             for _, r in res.summary.iterrows():
@@ -164,18 +179,24 @@ def _grade(pr: _PruningRun, subsets, datasets, data_root, store, latency_lr) -> 
     return pd.DataFrame(rows), per_image
 
 
-def _grade_finetune(pr: _PruningRun, sub, name: str, datasets, data_root, store):
+def _grade_finetune(pr: _PruningRun, sub, datasets, data_root, store):
     """(rows, sha256 of the fine-tuned weights) of one subset's fine-tune: graded from its folder (and banked:
     its per-image rows and curve), or, with the folder gone, read back from the bank."""
-    from benchmark.evaluate import evaluate, stored_result
-    from benchmark.registry import create_model
+    from benchmark.evaluate import stored_result
     record = pr.banked(sub)
     if record is not None:
         sha = record.finetune_sha256.iloc[0]
-        return stored_result(name, sha, datasets, pr.cfg.scale, pr.bank, data_root=data_root), sha
+        return stored_result(pr.finetune_name(sub), sha, datasets, pr.cfg.scale, pr.bank, data_root=data_root), sha
+    return _bank_finetune(pr, sub, datasets, data_root, store)
+
+
+def _bank_finetune(pr: _PruningRun, sub, datasets, data_root, store=None):
+    """Grade one fine-tune from its folder (rows the bank already has are read back) and bank it."""
+    from benchmark.evaluate import evaluate
+    from benchmark.registry import create_model
     ft = create_model(pr.registry_name, scale=pr.cfg.scale, weights=pr.tune_dir(sub) / "model.safetensors",
                       awms_kernels=sub, **pr.structure)
-    ft.provenance = replace(ft.provenance, model=name)
+    ft.provenance = replace(ft.provenance, model=pr.finetune_name(sub))
     res = evaluate(ft.eval(), list(datasets), [pr.cfg.scale], data_root=data_root, store=pr.bank or store,
                    progress=False, device=pr.device)   # graded where it was fine-tuned
     if pr.bank is not None:   # after the rows: a record in the bank means its rows are complete

@@ -312,6 +312,29 @@ def test_pruning_finetune_arm_is_measured_against_a_finetuned_full_model(train_d
     assert set(ft[ft.kernels != "3579"].points_separated) <= {0, 1, 2} and ft[ft.kernels == "3579"].points_separated.isna().all()
 
 
+def test_each_pruning_finetune_is_banked_as_soon_as_it_is_done(train_dir, tmp_path, monkeypatch):
+    """A session that ends before the grading stage keeps every finished arm: runs/ does not outlive it."""
+    import ablations.branch_pruning as bp
+
+    ck = tmp_path / "ck"
+    train(_cfg(train_dir, ck, iters=2, scale=4))
+    banked = []
+    real = bp._bank_finetune
+    monkeypatch.setattr(bp, "_bank_finetune", lambda pr, sub, *a, **k: banked.append(sub) or real(pr, sub, *a, **k))
+
+    def cut(*_a, **_k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bp, "_grade", cut)
+    kw = dict(finetune_iters=2, train_data=[str(train_dir)], latency_lr=(16, 16), out_dir=str(tmp_path / "runs"),
+              batch=2, patch=12, val_images=1, subsets=[(3,)], bank=tmp_path / "bank")
+    with pytest.raises(KeyboardInterrupt):
+        bp.run(str(ck / "model.safetensors"), "awsrn-s", ("skimage",), **kw)
+    assert banked == [(3,), (3, 5, 7, 9)]
+    records = sorted(f.name for f in (tmp_path / "bank/prune").glob("*.csv"))
+    assert len(records) == 2 and "awms3-2it" in records[0] and "awms3579-2it" in records[1]
+    assert len(list((tmp_path / "bank/eval").glob("*finetune-2*.csv"))) == 2     # their per-image rows
+
+
 def test_hr_rescale_adds_downscaled_copies_each_with_its_own_lr(train_dir):
     """VDSR's augmentation: copies at 0.9, 0.8, ... of each image; a copy too small for the patch is left
     out silently (its image is in use), an image too small at full size is reported as before."""
