@@ -526,7 +526,8 @@ def _write_finetuned(df: pd.DataFrame, label: str, out: Path, args, recipe: dict
         kept = sorted(set(table[table.checkpoint == label].kernels) - set(df.kernels))
         print(f"{path}: kept the rows of {label}: they are measured against another fine-tuned control and have "
               f"subsets this run lacks ({', '.join(kept)}); this run's fine-tunes are banked in {out / 'store'}: "
-              f"a run with --subsets {','.join(kept)} completes the study against its control", file=sys.stderr)
+              f"a run with --subsets {','.join(kept + [k for k in subsets if k != '3579'])} (the banked ones read "
+              f"back) completes the study against its control", file=sys.stderr)
         return
     merge_into(rows, path)
     curves = read_finetune_curves(args.checkpoint, [tuple(map(int, k)) for k in subsets], args.finetune_iters,
